@@ -1,0 +1,123 @@
+//! Storage for Switchyard. [`QueueStore`] is the one trait the domain (`switchyard-core`) sees;
+//! [`postgres::PgStore`] (production) and [`sqlite::SqliteStore`] (the embedded default) implement
+//! it, and [`conformance`] holds the suite both must pass. Driver errors stop here: they are
+//! translated into [`switchyard_types::Error`] so `sqlx::Error` never reaches the domain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchyard_types::{
+    ClaimRequest, Error, Job, JobFilter, JobId, NewJob, Outcome, Priority, QueueStats, ReapReport,
+    Result, TenantId,
+};
+
+pub mod conformance;
+mod error;
+pub mod postgres;
+mod rows;
+pub mod sqlite;
+
+/// How far the embedded migrations are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Migrations embedded in this binary.
+    pub known: usize,
+    /// Of those, applied to the database.
+    pub applied: usize,
+}
+
+impl MigrationStatus {
+    /// Whether every embedded migration is applied.
+    pub fn is_current(&self) -> bool {
+        self.applied >= self.known
+    }
+}
+
+/// The job store. Every operation on one job is scoped by tenant: another tenant's job is
+/// `NotFound`. Every agent write carries the attempt (the fencing token) and is a conditional
+/// update on it: a stale attempt gets `Conflict` and changes nothing. All lease instants come
+/// from the database clock.
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// Inserts jobs in one transaction. A job whose idempotency key exists already for its
+    /// tenant is not inserted; the existing job is returned in its place. Output order follows
+    /// input order.
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Job>>;
+
+    /// Claims up to `max_jobs` due jobs of `pool` whose labels the agent carries, in priority
+    /// order, round-robin across tenants within a priority, FIFO within a tenant; `tenant`
+    /// restricts the claim to one tenant's jobs. Each claimed job is `CLAIMED` with `attempt`
+    /// bumped and `lease_expires_at = now() + lease`. An empty vector when nothing is due.
+    async fn claim(&self, tenant: Option<&TenantId>, req: &ClaimRequest) -> Result<Vec<Job>>;
+
+    /// `CLAIMED -> RUNNING` for the current attempt; renews the lease.
+    async fn start(&self, tenant: &TenantId, id: JobId, attempt: u32, lease: Duration)
+    -> Result<Job>;
+
+    /// Renews the lease of a claimed or running job's current attempt to `now() + lease`.
+    async fn extend_lease(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<Job>;
+
+    /// Ends the current attempt. Success: `COMPLETED`. Failure: back to `QUEUED`, due after
+    /// `retry_delay`, while `attempt < attempt_limit`; else `DEAD_LETTERED`. Either way the
+    /// failure is appended to the job's failures.
+    async fn complete(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        outcome: &Outcome,
+        retry_delay: Duration,
+    ) -> Result<Job>;
+
+    /// Any non-terminal state -> `CANCELLED`. Conflict when terminal.
+    async fn cancel(&self, tenant: &TenantId, id: JobId) -> Result<Job>;
+
+    /// Changes the priority of a non-terminal job.
+    async fn set_priority(&self, tenant: &TenantId, id: JobId, priority: Priority) -> Result<Job>;
+
+    /// `DEAD_LETTERED -> QUEUED` with a fresh allowance of `max_attempts`; `attempt` is kept.
+    async fn redrive(&self, tenant: &TenantId, id: JobId) -> Result<Job>;
+
+    /// One job.
+    async fn get(&self, tenant: &TenantId, id: JobId) -> Result<Job>;
+
+    /// The tenant's jobs matching `filter`, newest first, at most `filter.limit`, after
+    /// `filter.after` when set.
+    async fn list(&self, tenant: &TenantId, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    /// Figures per (pool, priority) for the tenant; windowed figures cover the last `window`.
+    async fn stats(&self, tenant: &TenantId, window: Duration) -> Result<Vec<QueueStats>>;
+
+    /// Requeues (due after `retry_delay`) or dead-letters up to `limit` jobs, of any tenant,
+    /// whose lease expired in `CLAIMED` or `RUNNING`; an expiry counts as a failed attempt.
+    /// Safe when several replicas run it at once: each expiry is handled exactly once.
+    async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<ReapReport>;
+
+    /// A cheap round trip to the database.
+    async fn ping(&self) -> Result<()>;
+
+    /// How far the embedded migrations are applied.
+    async fn migrations(&self) -> Result<MigrationStatus>;
+
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens the store named by `url` (`postgres://…` or `sqlite://…`), applying migrations when
+/// `migrate` is set.
+pub async fn open(url: &str, migrate: bool) -> Result<Arc<dyn QueueStore>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(url, migrate).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, migrate).await?))
+    } else {
+        Err(Error::invalid("database_url", "must start with postgres:// or sqlite:"))
+    }
+}

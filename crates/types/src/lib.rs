@@ -1,0 +1,13 @@
+//! The vocabulary of Switchyard: ids, priorities, job states, leases, principals and the one
+//! error type shared by every crate. This crate does no I/O; every other crate speaks in it.
+
+mod error;
+mod job;
+mod principal;
+
+pub use error::{Error, ErrorKind, FieldViolation, Result};
+pub use job::{
+    ClaimRequest, Job, JobFailure, JobFilter, JobId, JobState, Labels, NewJob, Outcome, Page,
+    Priority, QueueStats, ReapReport, TenantId, MAX_BATCH, MAX_PAYLOAD_BYTES,
+};
+pub use principal::Principal;
