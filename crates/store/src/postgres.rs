@@ -431,10 +431,10 @@ const STATS: &str = "
         count(*) FILTER (WHERE state = 3 AND finished_at > w.since) AS completed,
         count(*) FILTER (WHERE last_failed_at > w.since) AS failed,
         count(*) FILTER (WHERE state = 4 AND finished_at > w.since) AS dead_lettered,
-        avg(extract(epoch FROM claimed_at - run_at)) FILTER (WHERE claimed_at > w.since)::float8
+        avg(extract(epoch FROM claimed_at - run_at)) FILTER (WHERE claimed_at > w.since AND state <> 0)::float8
             AS wait_avg,
         (percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM claimed_at - run_at))
-            FILTER (WHERE claimed_at > w.since))::float8 AS wait_p95,
+            FILTER (WHERE claimed_at > w.since AND state <> 0))::float8 AS wait_p95,
         avg(extract(epoch FROM finished_at - started_at))
             FILTER (WHERE state = 3 AND finished_at > w.since)::float8 AS run_avg,
         (percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at))

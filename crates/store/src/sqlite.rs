@@ -571,7 +571,8 @@ fn aggregate(rows: Vec<StatsRow>, now: i64, since: i64) -> Vec<QueueStats> {
         if recent(r.last_failed_at) {
             acc.stats.failed += 1;
         }
-        if let Some(c) = r.claimed_at.filter(|c| *c > since) {
+        // A queued job's run_at is its next due time, not the one its last claim waited for.
+        if let Some(c) = r.claimed_at.filter(|c| *c > since && state != Some(JobState::Queued)) {
             acc.waits.push(c - r.run_at);
         }
         acc.stats.pool = r.pool;
