@@ -1,0 +1,113 @@
+//! `switchyard`: the control plane for hybrid CI/CD, one binary. `dev` runs everything on one
+//! machine with no set-up; `serve` runs a production replica; `migrate` applies migrations.
+
+mod config;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use config::{DevArgs, ServeArgs, StoreArgs};
+
+/// Switchyard: orchestration in one place, the work and every secret on your own agents.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+struct Cli {
+    /// Log filter, e.g. `info` or `switchyard=debug,info`.
+    #[arg(long, global = true, env = "LOG_LEVEL", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Everything on this machine: embedded SQLite under ./.switchyard, in-process bus,
+    /// HTTP on 127.0.0.1:8080, gRPC on 127.0.0.1:50051.
+    Dev(DevArgs),
+    /// The control plane (production): PostgreSQL and Redis, many replicas side by side.
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit (Helm hook, operators). Safe to run concurrently.
+    Migrate(StoreArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json_logs = matches!(&cli.command, Command::Serve(a) if a.environment != config::Environment::Dev);
+    if let Err(e) = switchyard_telemetry::init(&cli.log_level, json_logs) {
+        eprintln!("switchyard: bad LOG_LEVEL: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(e)) => {
+            tracing::error!(error = %e, "configuration error");
+            eprintln!("switchyard: configuration error: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            tracing::error!(error = format!("{e:#}"), "switchyard stopped");
+            eprintln!("switchyard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    Config(config::ConfigError),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+async fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Dev(args) => {
+            std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+                anyhow::anyhow!("cannot create data dir {}: {e}", args.data_dir.display())
+            })?;
+            let db = args.data_dir.join("switchyard.db");
+            let plan = server::Plan {
+                database_url: format!("sqlite://{}", db.display()),
+                redis: None,
+                grpc_addr: args.grpc_addr,
+                http_addr: args.http_addr,
+            };
+            tracing::info!(dashboard = %format!("http://{}", args.http_addr), "switchyard dev");
+            Ok(server::run(plan).await?)
+        }
+        Command::Serve(args) => {
+            let database_url = args.validate().map_err(Failure::Config)?;
+            if let Some(reason) = args.strict_reason() {
+                tracing::info!(%reason, "strict mode");
+            }
+            let plan = server::Plan {
+                database_url,
+                redis: args.redis_url.clone().filter(|u| !u.is_empty()).map(|u| (u, args.redis_prefix.clone())),
+                grpc_addr: args.grpc_addr,
+                http_addr: args.http_addr,
+            };
+            Ok(server::run(plan).await?)
+        }
+        Command::Migrate(args) => {
+            let url = args.database_url.ok_or(Failure::Config(config::ConfigError::DatabaseUrlMissing))?;
+            let store = switchyard_store::open(&url, true)
+                .await
+                .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+            let status = store.migrations().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(applied = status.applied, known = status.known, "migrations applied");
+            Ok(())
+        }
+    }
+}
