@@ -149,10 +149,12 @@ macro_rules! upper_enum {
 
 upper_enum!(
     /// How urgent a job is: `CRITICAL > HIGH > NORMAL > LOW`; FIFO within one.
+    #[derive(Default)]
     Priority, "priority" {
         /// Background work.
         Low = "LOW" => 0,
         /// The default.
+        #[default]
         Normal = "NORMAL" => 1,
         /// Ahead of normal work.
         High = "HIGH" => 2,
@@ -160,12 +162,6 @@ upper_enum!(
         Critical = "CRITICAL" => 3,
     }
 );
-
-impl Default for Priority {
-    fn default() -> Self {
-        Priority::Normal
-    }
-}
 
 upper_enum!(
     /// Where a job is in its life: `QUEUED -> CLAIMED -> RUNNING -> COMPLETED`, failures back to

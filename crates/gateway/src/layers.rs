@@ -1,0 +1,104 @@
+//! The middleware pieces of the gateway's tower stack (assembled in [`crate::router`]): the
+//! request id and envelope layer, the tracing span, and the panic handler.
+
+use std::any::Any;
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use switchyard_types::Error;
+use tracing::Span;
+
+use crate::envelope::{self, ApiError};
+
+/// `X-Request-ID`: taken from the request when sane, else generated; echoed on every response.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the current request, in the request's extensions for handlers and spans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// Whether a client-sent request id may be used as is: 1–128 characters of `[A-Za-z0-9._-]`,
+/// so it is safe in headers, logs and JSON without escaping.
+pub fn is_sane_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The outermost middleware: settles the request id (the client's if sane, else a fresh UUIDv7),
+/// stores it in the request (header and [`RequestId`] extension) for the layers below, and on
+/// the way out renders the response in the envelope ([`envelope::finish`]).
+pub async fn request_id_and_envelope(mut request: Request, next: Next) -> Response {
+    let sent = request
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let id = match sent {
+        Some(id) if is_sane_request_id(id) => id.to_owned(),
+        Some(_) | None => uuid::Uuid::now_v7().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        request.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let response = next.run(request).await;
+    envelope::finish(response, &id)
+}
+
+/// The span of one request, with its id, method and path; every event of the request is
+/// recorded inside it.
+pub fn make_span(request: &Request) -> Span {
+    let id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", |r| r.0.as_str());
+    tracing::info_span!(
+        "http_request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
+}
+
+/// The response to a panicking handler: a `500` envelope; the panic message goes to the log
+/// only.
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else {
+        "non-string panic payload".to_owned()
+    };
+    ApiError(Error::internal(format!("handler panicked: {detail}"))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(is_sane_request_id("abc-123_X.y"));
+        assert!(is_sane_request_id(&"a".repeat(128)));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id(&"a".repeat(129)));
+        assert!(!is_sane_request_id("has space"));
+        assert!(!is_sane_request_id("semi;colon"));
+        assert!(!is_sane_request_id("ümlaut"));
+    }
+
+    #[test]
+    fn panics_become_internal_errors() {
+        let response = panic_response(Box::new("boom"));
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let reply = response.extensions().get::<envelope::Reply>().unwrap();
+        assert_eq!(reply.errors[0].message, "internal error");
+    }
+}

@@ -1,0 +1,7 @@
+//! The gateway over a real SQLite store (in memory) and the in-process bus, driven through the
+//! router with `tower::ServiceExt::oneshot`. One test binary; modules by area.
+
+mod common;
+mod errors;
+mod ops;
+mod queue;
