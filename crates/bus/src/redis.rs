@@ -1,0 +1,558 @@
+//! The Redis bus (fred): one publishing connection and one subscribing connection per replica,
+//! both on the channel `{key_prefix}events`.
+//!
+//! A background task forwards every message received on the channel into a local
+//! `tokio::sync::broadcast` channel, so every replica's subscribers see every event, including
+//! the replica's own. fred's reconnect policy (exponential, 100 ms up to 2 s, forever) keeps
+//! retrying in the background after a connection is lost (or, with [`RedisBus::connect_lazy`],
+//! before it was ever made); the subscription is re-established after each reconnection.
+//! Commands fail fast while disconnected, so `publish` and `ping` never hang.
+//!
+//! # Wire format
+//! One event is one PUBLISH whose payload is UTF-8 text `<kind>:<argument>`:
+//!
+//! | event                    | payload            |
+//! |--------------------------|--------------------|
+//! | `PoolReady { pool }`     | `pool_ready:<pool>` (the pool name verbatim, may contain `:`) |
+//!
+//! Receivers ignore (and log at debug) payloads they do not understand, so newer replicas may add
+//! kinds without breaking older ones.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::clients::SubscriberClient;
+use fred::prelude::{
+    Builder, ClientLike, Config, EventInterface, Options, PubsubInterface, ReconnectPolicy,
+};
+use fred::types::Message;
+use switchyard_telemetry::mask_url;
+use switchyard_types::{Error, Result};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+use tokio::task::AbortHandle;
+
+use crate::{Bus, Event};
+
+/// How long [`RedisBus::connect`] waits for both connections and the subscription.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The bound on one PING (and on one PUBLISH).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Capacity of the local fan-out channel (and of fred's internal message channel).
+pub const CAPACITY: usize = 1024;
+
+/// The payload prefix of [`Event::PoolReady`].
+const POOL_READY: &str = "pool_ready:";
+/// Reconnect back-off: first delay, maximum delay (milliseconds) and growth factor.
+const RECONNECT_MIN_MS: u32 = 100;
+/// See [`RECONNECT_MIN_MS`].
+const RECONNECT_MAX_MS: u32 = 2_000;
+/// See [`RECONNECT_MIN_MS`].
+const RECONNECT_BASE: u32 = 2;
+/// How often a wait for the publisher's connection re-checks its state.
+const RECHECK: Duration = Duration::from_millis(50);
+/// Pause between attempts to re-subscribe after a failed SUBSCRIBE on a live connection.
+const RESUBSCRIBE_RETRY: Duration = Duration::from_millis(500);
+
+/// Encodes `event` as its channel payload (see the module docs).
+pub fn encode_event(event: &Event) -> String {
+    match event {
+        Event::PoolReady { pool } => format!("{POOL_READY}{pool}"),
+    }
+}
+
+/// Decodes a channel payload; `None` for kinds this version does not know.
+pub fn decode_event(payload: &str) -> Option<Event> {
+    payload
+        .strip_prefix(POOL_READY)
+        .map(|pool| Event::PoolReady {
+            pool: pool.to_owned(),
+        })
+}
+
+/// A [`Bus`] on Redis publish/subscribe, spanning replicas.
+pub struct RedisBus {
+    publisher: fred::clients::Client,
+    subscriber: SubscriberClient,
+    channel: String,
+    masked_url: String,
+    tx: broadcast::Sender<Event>,
+    subscribed: watch::Receiver<bool>,
+    last_error: Arc<Mutex<Option<String>>>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl std::fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("url", &self.masked_url)
+            .field("channel", &self.channel)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBus {
+    /// Connects to `url` and subscribes to `{key_prefix}events`, waiting at most
+    /// [`CONNECT_TIMEOUT`]; `Unavailable` (with the password masked) when Redis does not answer
+    /// in time, `InvalidArgument` for a malformed URL.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<RedisBus> {
+        Self::connect_with_timeout(url, key_prefix, CONNECT_TIMEOUT).await
+    }
+
+    /// [`RedisBus::connect`] with an explicit bound on the wait.
+    pub async fn connect_with_timeout(
+        url: &str,
+        key_prefix: &str,
+        timeout: Duration,
+    ) -> Result<RedisBus> {
+        let bus = Self::connect_lazy(url, key_prefix)?;
+        let mut subscribed = bus.subscribed.clone();
+        let ready = async {
+            // An Err means the subscription task ended, which only happens after `quit`.
+            if subscribed.wait_for(|up| *up).await.is_err() {
+                return false;
+            }
+            // `wait_for_connect` can miss a connection made just before it subscribes, so it is
+            // only a wake-up; the loop re-checks the state.
+            while !bus.publisher.is_connected() {
+                let _ = tokio::time::timeout(RECHECK, bus.publisher.wait_for_connect()).await;
+            }
+            true
+        };
+        match tokio::time::timeout(timeout, ready).await {
+            Ok(true) => {
+                let (url, channel) = (&bus.masked_url, &bus.channel);
+                tracing::info!(%url, %channel, "redis bus connected");
+                Ok(bus)
+            }
+            Ok(false) | Err(_) => {
+                let cause = bus.last_error().unwrap_or_else(|| "no answer".to_owned());
+                let message = format!(
+                    "redis bus at {} not connected within {} ms: {cause}",
+                    bus.masked_url,
+                    timeout.as_millis()
+                );
+                // Dropping the bus stops fred's retry loops; QUIT would only wait on a dead link.
+                drop(bus);
+                Err(Error::unavailable(message))
+            }
+        }
+    }
+
+    /// Starts connecting to `url` in the background and returns at once; only a malformed URL is
+    /// an error. Until Redis answers, `is_connected()` is false and `publish`/`ping` fail with
+    /// `Unavailable`; fred keeps retrying forever. Must be called inside a Tokio runtime.
+    pub fn connect_lazy(url: &str, key_prefix: &str) -> Result<RedisBus> {
+        let masked_url = mask_url(url);
+        let mut config = Config::from_url(url).map_err(|e| {
+            let reason = scrub(format!("{} ({masked_url})", e.details()), Some(url));
+            Error::invalid("redis_url", format!("not a valid Redis URL: {reason}"))
+        })?;
+        // Retry the first connection according to the policy instead of failing at once.
+        config.fail_fast = false;
+        let password = config.password.clone();
+        let mut builder = Builder::from_config(config);
+        builder
+            .set_policy(ReconnectPolicy::new_exponential(
+                0,
+                RECONNECT_MIN_MS,
+                RECONNECT_MAX_MS,
+                RECONNECT_BASE,
+            ))
+            .with_connection_config(|c| {
+                c.connection_timeout = CONNECT_TIMEOUT;
+                c.internal_command_timeout = CONNECT_TIMEOUT;
+                c.auto_client_setname = true;
+            })
+            .with_performance_config(|p| {
+                p.default_command_timeout = COMMAND_TIMEOUT * 2;
+                p.broadcast_channel_capacity = CAPACITY;
+            });
+        let build_error = |e: fred::error::Error| {
+            Error::internal(format!("redis bus at {masked_url}: {}", e.details()))
+                .scrubbed(url)
+                .scrubbed_opt(password.as_deref())
+        };
+        let publisher = builder.build().map_err(build_error)?;
+        let subscriber = builder.build_subscriber_client().map_err(build_error)?;
+
+        let channel = format!("{key_prefix}events");
+        let (tx, _) = broadcast::channel(CAPACITY);
+        let (state_tx, subscribed) = watch::channel(false);
+        let last_error = Arc::new(Mutex::new(None));
+        let scrub = Scrub {
+            url: url.to_owned(),
+            password,
+        };
+
+        // Take every receiver before connecting so that no message or event is missed.
+        let manager = SubscriptionManager {
+            subscriber: subscriber.clone(),
+            channel: channel.clone(),
+            state: state_tx,
+            last_error: Arc::clone(&last_error),
+            scrub: scrub.clone(),
+            masked_url: masked_url.clone(),
+        };
+        let reconnects = subscriber.reconnect_rx();
+        let sub_errors = subscriber.error_rx();
+        let pub_errors = publisher.error_rx();
+        let messages = subscriber.message_rx();
+
+        tracing::info!(url = %masked_url, channel = %channel, "redis bus connecting");
+        let tasks = vec![
+            tokio::spawn(forward(messages, channel.clone(), tx.clone())).abort_handle(),
+            tokio::spawn(manager.run(reconnects, sub_errors)).abort_handle(),
+            tokio::spawn(record_errors(pub_errors, Arc::clone(&last_error), scrub)).abort_handle(),
+            publisher.connect().abort_handle(),
+            subscriber.connect().abort_handle(),
+        ];
+        Ok(RedisBus {
+            publisher,
+            subscriber,
+            channel,
+            masked_url,
+            tx,
+            subscribed,
+            last_error,
+            tasks,
+        })
+    }
+
+    /// The Redis channel this bus publishes to and listens on (`{key_prefix}events`).
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// The `CLIENT SETNAME` names of the publishing and the subscribing connection, to find them
+    /// in `CLIENT LIST`.
+    pub fn client_names(&self) -> [String; 2] {
+        [
+            self.publisher.id().to_owned(),
+            self.subscriber.id().to_owned(),
+        ]
+    }
+
+    /// Closes both connections with `QUIT` (bounded by [`COMMAND_TIMEOUT`]) and stops the
+    /// background tasks. Dropping the bus stops them too, without the polite `QUIT`.
+    pub async fn shutdown(&self) {
+        let quit = async {
+            if self.subscriber.is_connected() {
+                let _ = self.subscriber.quit().await;
+            }
+            if self.publisher.is_connected() {
+                let _ = self.publisher.quit().await;
+            }
+        };
+        let _ = tokio::time::timeout(COMMAND_TIMEOUT, quit).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+
+    /// The last connection error seen, password removed.
+    fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Per-command options: bounded, and failing at once while disconnected.
+    fn command_options() -> Options {
+        Options {
+            timeout: Some(COMMAND_TIMEOUT),
+            fail_fast: true,
+            max_attempts: Some(1),
+            ..Options::default()
+        }
+    }
+
+    /// Maps a fred error of `what` to `Unavailable`, never leaking the password.
+    fn unavailable(&self, what: &str, error: &fred::error::Error) -> Error {
+        let detail = if self.publisher.is_connected() {
+            error.details().to_owned()
+        } else {
+            "not connected".to_owned()
+        };
+        let message = format!("redis bus at {}: {what} failed: {detail}", self.masked_url);
+        let password = self.publisher.client_config().password;
+        Error::unavailable(message).scrubbed_opt(password.as_deref())
+    }
+}
+
+impl Drop for RedisBus {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn publish(&self, event: Event) -> Result<()> {
+        let payload = encode_event(&event);
+        let publisher = self.publisher.with_options(&Self::command_options());
+        let sent = publisher.publish::<i64, _, _>(self.channel.as_str(), payload);
+        match tokio::time::timeout(COMMAND_TIMEOUT, sent).await {
+            Ok(Ok(_receivers)) => Ok(()),
+            Ok(Err(e)) => Err(self.unavailable("PUBLISH", &e)),
+            Err(_) => Err(Error::unavailable(format!(
+                "redis bus at {}: PUBLISH timed out",
+                self.masked_url
+            ))),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let publisher = self.publisher.with_options(&Self::command_options());
+        match tokio::time::timeout(COMMAND_TIMEOUT, publisher.ping::<()>(None)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.unavailable("PING", &e)),
+            Err(_) => Err(Error::unavailable(format!(
+                "redis bus at {}: no answer to PING within {} ms",
+                self.masked_url,
+                COMMAND_TIMEOUT.as_millis()
+            ))),
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        *self.subscribed.borrow() && self.subscriber.is_connected() && self.publisher.is_connected()
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// Removes credentials from text that may quote them.
+#[derive(Clone)]
+struct Scrub {
+    url: String,
+    password: Option<String>,
+}
+
+impl Scrub {
+    /// `text` with the URL and the password replaced.
+    fn apply(&self, text: &str) -> String {
+        scrub(
+            scrub(text.to_owned(), Some(&self.url)),
+            self.password.as_deref(),
+        )
+    }
+}
+
+/// `text` with every occurrence of `secret` replaced by `***`.
+fn scrub(text: String, secret: Option<&str>) -> String {
+    match secret {
+        Some(secret) if !secret.is_empty() && text.contains(secret) => text.replace(secret, "***"),
+        Some(_) | None => text,
+    }
+}
+
+/// Error helpers that keep secrets out of messages.
+trait Scrubbed {
+    /// The error with `secret` masked in its message.
+    fn scrubbed(self, secret: &str) -> Self;
+    /// [`Scrubbed::scrubbed`] when there is a secret.
+    fn scrubbed_opt(self, secret: Option<&str>) -> Self;
+}
+
+impl Scrubbed for Error {
+    fn scrubbed(self, secret: &str) -> Self {
+        self.scrubbed_opt(Some(secret))
+    }
+
+    fn scrubbed_opt(mut self, secret: Option<&str>) -> Self {
+        self.message = scrub(self.message, secret);
+        self
+    }
+}
+
+/// Keeps the subscription alive: subscribes after every (re)connection, tracks the state.
+struct SubscriptionManager {
+    subscriber: SubscriberClient,
+    channel: String,
+    state: watch::Sender<bool>,
+    last_error: Arc<Mutex<Option<String>>>,
+    scrub: Scrub,
+    masked_url: String,
+}
+
+impl SubscriptionManager {
+    /// Runs until the client quits.
+    async fn run(
+        self,
+        mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+        mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+    ) {
+        loop {
+            tokio::select! {
+                event = reconnects.recv() => match event {
+                    // A lagged receiver still means "we reconnected": subscribe again.
+                    Ok(_) | Err(RecvError::Lagged(_)) => self.subscribe(&mut reconnects).await,
+                    Err(RecvError::Closed) => break,
+                },
+                event = errors.recv() => match event {
+                    Ok((error, _server)) => self.lost(error.details()),
+                    Err(RecvError::Lagged(_)) => self.lost("connection errors"),
+                    Err(RecvError::Closed) => break,
+                },
+            }
+        }
+        self.state.send_replace(false);
+    }
+
+    /// Subscribes on the fresh connection, retrying while it stays up and no newer reconnection
+    /// arrives.
+    async fn subscribe(&self, reconnects: &mut broadcast::Receiver<fred::types::config::Server>) {
+        self.state.send_replace(false);
+        loop {
+            let attempt = self.subscriber.subscribe(self.channel.as_str());
+            match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+                Ok(Ok(())) => {
+                    self.state.send_replace(true);
+                    let (url, channel) = (&self.masked_url, &self.channel);
+                    tracing::info!(%url, %channel, "redis bus subscribed");
+                    return;
+                }
+                Ok(Err(e)) => self.record(e.details()),
+                Err(_) => self.record("SUBSCRIBE timed out"),
+            }
+            tracing::warn!(url = %self.masked_url, "redis bus could not subscribe; retrying");
+            tokio::select! {
+                () = tokio::time::sleep(RESUBSCRIBE_RETRY) => {}
+                // A newer connection: subscribe on that one at once.
+                _ = reconnects.recv() => {}
+            }
+        }
+    }
+
+    /// The connection failed or dropped.
+    fn lost(&self, detail: &str) {
+        self.record(detail);
+        let was_up = self.state.send_replace(false);
+        let (url, error) = (&self.masked_url, self.scrub.apply(detail));
+        if was_up {
+            tracing::warn!(%url, %error, "redis bus disconnected; reconnecting in the background");
+        } else {
+            tracing::debug!(%url, %error, "redis bus still not connected");
+        }
+    }
+
+    /// Remembers `detail` as the last error, password removed.
+    fn record(&self, detail: &str) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(self.scrub.apply(detail));
+    }
+}
+
+/// Records the publisher's connection errors for [`RedisBus::connect`]'s message.
+async fn record_errors(
+    mut errors: broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+    last_error: Arc<Mutex<Option<String>>>,
+    scrub: Scrub,
+) {
+    loop {
+        match errors.recv().await {
+            Ok((error, _server)) => {
+                *last_error.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(scrub.apply(error.details()));
+            }
+            Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => break,
+        }
+    }
+}
+
+/// Forwards messages on `channel` into the local fan-out channel.
+async fn forward(
+    mut messages: broadcast::Receiver<Message>,
+    channel: String,
+    tx: broadcast::Sender<Event>,
+) {
+    loop {
+        match messages.recv().await {
+            Ok(message) => {
+                if *message.channel != *channel {
+                    continue;
+                }
+                match message.value.as_str().as_deref().and_then(decode_event) {
+                    Some(event) => {
+                        // No local subscriber right now is fine.
+                        let _ = tx.send(event);
+                    }
+                    None => {
+                        tracing::debug!(channel = %channel, "redis bus ignored an unknown payload")
+                    }
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "redis bus fell behind; events were dropped");
+            }
+            Err(RecvError::Closed) => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_round_trips() {
+        for pool in ["default", "gpu:a100", "", "ünïcode pool"] {
+            let event = Event::PoolReady {
+                pool: pool.to_owned(),
+            };
+            let payload = encode_event(&event);
+            assert_eq!(payload, format!("pool_ready:{pool}"));
+            assert_eq!(decode_event(&payload), Some(event));
+        }
+    }
+
+    #[test]
+    fn unknown_payloads_are_ignored() {
+        for payload in [
+            "",
+            "pool_ready",
+            "job_done:x",
+            "POOL_READY:x",
+            "{\"pool\":\"x\"}",
+        ] {
+            assert_eq!(decode_event(payload), None, "{payload}");
+        }
+    }
+
+    #[test]
+    fn scrub_removes_secrets() {
+        let s = Scrub {
+            url: "redis://:hunter2@h".into(),
+            password: Some("hunter2".into()),
+        };
+        assert_eq!(
+            s.apply("bad redis://:hunter2@h and hunter2"),
+            "bad *** and ***"
+        );
+        assert_eq!(scrub("x".into(), Some("")), "x");
+    }
+
+    #[tokio::test]
+    async fn malformed_url_is_invalid_argument_without_password() {
+        let err = RedisBus::connect_lazy("redis://:hunter2@host:notaport", "t:").err();
+        let err = err.expect("malformed URL must fail");
+        assert_eq!(err.kind, switchyard_types::ErrorKind::InvalidArgument);
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        assert!(!format!("{err:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,354 @@
+//! The bus conformance suite on every adapter, plus Redis-specific failure behaviour. Redis tests
+//! use the server at `REDIS_URL` (default `redis://127.0.0.1:6379`, started by `scripts/services`)
+//! and a unique key prefix each, so they run in parallel with everything else.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fred::prelude::{Builder, ClientLike, Config};
+use fred::types::CustomCommand;
+use switchyard_bus::local::LocalBus;
+use switchyard_bus::redis::RedisBus;
+use switchyard_bus::{Bus, Event, conformance};
+use switchyard_types::ErrorKind;
+
+/// The Redis under test.
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A key prefix no other test uses.
+fn unique_prefix() -> String {
+    format!("test:{:016x}:", rand::random::<u64>())
+}
+
+#[tokio::test]
+async fn local_bus_conforms() {
+    let bus = LocalBus::new();
+    conformance::run_all(|| {
+        let bus = bus.clone();
+        async move { Arc::new(bus) as Arc<dyn Bus> }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bus_conforms() {
+    let url = redis_url();
+    let prefix = unique_prefix();
+    conformance::run_all(|| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            let bus = RedisBus::connect(&url, &prefix)
+                .await
+                .expect("connect to the test Redis");
+            Arc::new(bus) as Arc<dyn Bus>
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_buses_with_different_prefixes_are_isolated() {
+    let url = redis_url();
+    let a = RedisBus::connect(&url, &unique_prefix())
+        .await
+        .expect("connect a");
+    let b = RedisBus::connect(&url, &unique_prefix())
+        .await
+        .expect("connect b");
+    assert_ne!(a.channel(), b.channel());
+    let mut rx_b = b.subscribe();
+    let mut rx_a = a.subscribe();
+    a.publish(Event::PoolReady {
+        pool: "only-a".into(),
+    })
+    .await
+    .expect("publish on a");
+    b.publish(Event::PoolReady {
+        pool: "only-b".into(),
+    })
+    .await
+    .expect("publish on b");
+    // b's own event arriving proves a's (published earlier) had its chance to leak.
+    let first_b = tokio::time::timeout(conformance::DEADLINE, rx_b.recv()).await;
+    assert_eq!(
+        first_b.ok().and_then(|r| r.ok()),
+        Some(Event::PoolReady {
+            pool: "only-b".into()
+        })
+    );
+    let first_a = tokio::time::timeout(conformance::DEADLINE, rx_a.recv()).await;
+    assert_eq!(
+        first_a.ok().and_then(|r| r.ok()),
+        Some(Event::PoolReady {
+            pool: "only-a".into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn redis_connect_to_a_closed_port_fails_fast_without_leaking_the_password() {
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(3),
+        RedisBus::connect("redis://:hunter2@127.0.0.1:1", "test:closed:"),
+    )
+    .await
+    .expect("connect must give up within 3 s");
+    let err = result.expect_err("nothing listens on port 1");
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err:?}");
+    assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    assert!(err.message.contains("127.0.0.1:1"), "{}", err.message);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn redis_lazy_bus_on_a_closed_port_reports_unavailable() {
+    let bus = RedisBus::connect_lazy("redis://:hunter2@127.0.0.1:1", "test:closed:")
+        .expect("a well-formed URL is accepted");
+    assert!(!bus.is_connected());
+    assert_eq!(bus.backend(), "redis");
+    for result in [
+        tokio::time::timeout(Duration::from_millis(1500), bus.ping()).await,
+        tokio::time::timeout(
+            Duration::from_millis(1500),
+            bus.publish(Event::PoolReady { pool: "p".into() }),
+        )
+        .await,
+    ] {
+        let err = result
+            .expect("bounded by ~1 s")
+            .expect_err("Redis is not there");
+        assert_eq!(err.kind, ErrorKind::Unavailable, "{err:?}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    }
+    assert!(!bus.is_connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bus_resubscribes_after_its_connection_is_killed() {
+    let url = redis_url();
+    let bus = RedisBus::connect(&url, &unique_prefix())
+        .await
+        .expect("connect");
+    let admin = Builder::from_config(Config::from_url(&url).expect("url"))
+        .build()
+        .expect("admin");
+    admin.init().await.expect("admin connects");
+
+    let [_, subscriber_name] = bus.client_names();
+    let killed = kill_client_named(&admin, &subscriber_name).await;
+    assert!(
+        killed,
+        "no connection named {subscriber_name} in CLIENT LIST"
+    );
+
+    // Delivery must come back on its own: publish until our own event arrives again.
+    let mut rx = bus.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut n = 0u32;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no delivery 10 s after the kill"
+        );
+        n += 1;
+        let event = Event::PoolReady {
+            pool: format!("after-kill-{n}"),
+        };
+        if bus.publish(event.clone()).await.is_ok() {
+            let got = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+            if matches!(got, Ok(Ok(ref e)) if *e == event) {
+                break;
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !bus.is_connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "is_connected stayed false"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bus.ping().await.expect("ping after reconnect");
+    let _ = admin.quit().await;
+}
+
+/// `CLIENT KILL ID` for the connection named `name`; whether one was found.
+async fn kill_client_named(admin: &fred::clients::Client, name: &str) -> bool {
+    let list: String = admin
+        .custom(
+            CustomCommand::new_static("CLIENT", None::<u16>, false),
+            vec!["LIST"],
+        )
+        .await
+        .expect("CLIENT LIST");
+    let needle = format!(" name={name} ");
+    let Some(id) = list
+        .lines()
+        .find(|line| line.contains(&needle))
+        .and_then(|line| {
+            line.split_whitespace()
+                .find_map(|field| field.strip_prefix("id="))
+                .map(str::to_owned)
+        })
+    else {
+        return false;
+    };
+    let _: i64 = admin
+        .custom(
+            CustomCommand::new_static("CLIENT", None::<u16>, false),
+            vec!["KILL", "ID", &id],
+        )
+        .await
+        .expect("CLIENT KILL");
+    true
+}
+
+/// A throw-away `redis-server` on a free port, killed on drop.
+struct TempRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl TempRedis {
+    /// A stopped server on a free port; `None` when `redis-server` is not installed.
+    fn new() -> Option<TempRedis> {
+        let probe = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output();
+        if !probe.is_ok_and(|o| o.status.success()) {
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Some(TempRedis { port, child: None })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    async fn start(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server (SIGKILL) and reaps it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TempRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until `cond` holds, failing after `within`.
+async fn eventually(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Publishes until the bus delivers its own event back, failing after `within`.
+async fn delivery_works(bus: &RedisBus, within: Duration) {
+    let mut rx = bus.subscribe();
+    let deadline = tokio::time::Instant::now() + within;
+    for n in 0u32.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no delivery within {within:?}"
+        );
+        let event = Event::PoolReady {
+            pool: format!("probe-{n}"),
+        };
+        if bus.publish(event.clone()).await.is_ok() {
+            let got = tokio::time::timeout(Duration::from_millis(200), rx.recv()).await;
+            if matches!(got, Ok(Ok(ref e)) if *e == event) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bus_survives_redis_being_down_at_start_and_restarted() {
+    let Some(mut redis) = TempRedis::new() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    // Down at start: a lazy bus comes up by itself once Redis does.
+    let bus = RedisBus::connect_lazy(&redis.url(), &unique_prefix()).expect("lazy bus");
+    assert!(!bus.is_connected());
+    assert!(bus.ping().await.is_err());
+    redis.start().await;
+    eventually("lazy bus connects", Duration::from_secs(10), || {
+        bus.is_connected()
+    })
+    .await;
+    delivery_works(&bus, Duration::from_secs(5)).await;
+
+    // Killed: the bus notices, fails fast, and recovers after a restart.
+    redis.kill();
+    eventually("bus notices Redis is gone", Duration::from_secs(5), || {
+        !bus.is_connected()
+    })
+    .await;
+    let started = Instant::now();
+    let err = bus.ping().await.expect_err("ping while Redis is down");
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    let err = bus
+        .publish(Event::PoolReady {
+            pool: "lost".into(),
+        })
+        .await
+        .expect_err("publish");
+    assert_eq!(err.kind, ErrorKind::Unavailable);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    redis.start().await;
+    eventually("bus reconnects", Duration::from_secs(10), || {
+        bus.is_connected()
+    })
+    .await;
+    delivery_works(&bus, Duration::from_secs(5)).await;
+    bus.ping().await.expect("ping after the restart");
+    bus.shutdown().await;
+}

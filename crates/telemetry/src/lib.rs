@@ -1,0 +1,11 @@
+//! Telemetry for Switchyard: the process-wide `tracing` subscriber ([`init`]: an `EnvFilter` from
+//! `LOG_LEVEL`, JSON lines outside `dev`, a compact human format in `dev`) and [`mask_url`], which
+//! every crate uses before a connection URL reaches a log line or an error message.
+//!
+//! Prometheus metrics and OpenTelemetry export (DESIGN §3.10) belong here too.
+
+mod logging;
+mod mask;
+
+pub use logging::{TelemetryError, init, subscriber};
+pub use mask::mask_url;
