@@ -81,6 +81,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     tracing::info!("shutting down: draining requests");
+    queue.close();
     shutdown.cancel();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
         let (g, h, _) = tokio::join!(grpc_task, http_task, reaper);

@@ -134,12 +134,19 @@ pub struct Queue {
     store: Arc<dyn QueueStore>,
     bus: Arc<dyn Bus>,
     config: QueueConfig,
+    closing: CancellationToken,
 }
 
 impl Queue {
     /// A queue over `store`, announcing work on `bus`.
     pub fn new(store: Arc<dyn QueueStore>, bus: Arc<dyn Bus>, config: QueueConfig) -> Self {
-        Queue { store, bus, config }
+        Queue { store, bus, config, closing: CancellationToken::new() }
+    }
+
+    /// Starts shutting down: waiting claims return what they have (nothing) at once, so a
+    /// draining server is not held up by long polls. Every clone sees it.
+    pub fn close(&self) {
+        self.closing.cancel();
     }
 
     /// The policy in force.
@@ -266,7 +273,7 @@ impl Queue {
         let mut wakeups = self.bus.subscribe();
         loop {
             let jobs = self.store.claim(Some(&who.tenant), &claim).await?;
-            if !jobs.is_empty() || Instant::now() >= deadline {
+            if !jobs.is_empty() || Instant::now() >= deadline || self.closing.is_cancelled() {
                 return Ok(jobs);
             }
             let interval = if self.bus.is_connected() {
@@ -287,6 +294,7 @@ impl Queue {
                         }
                     },
                     () = tokio::time::sleep_until(recheck_at) => break,
+                    () = self.closing.cancelled() => break,
                 }
             }
         }

@@ -102,3 +102,36 @@ mod tests {
         assert_eq!(reply.errors[0].message, "internal error");
     }
 }
+
+/// Declared bodies up to this size are read and discarded before a `413`, so the client (which
+/// is still sending) can read the answer instead of meeting a reset connection.
+pub const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Answers a body whose `Content-Length` exceeds [`crate::MAX_BODY_BYTES`] with `413 too_large`
+/// before any handler runs. Bodies up to [`DRAIN_LIMIT`] are drained first (bounded by 10 s);
+/// larger ones get the answer at once with `Connection: close`.
+pub async fn reject_oversize_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(len) = declared.filter(|len| *len > crate::MAX_BODY_BYTES as u64) else {
+        return next.run(request).await;
+    };
+    let error = ApiError(Error::too_large(format!(
+        "the body is {len} bytes; at most {} are accepted",
+        crate::MAX_BODY_BYTES
+    )));
+    if len <= DRAIN_LIMIT {
+        let drain = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT as usize);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), drain).await;
+        return error.into_response();
+    }
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        HeaderValue::from_static("close"),
+    );
+    response
+}

@@ -115,6 +115,9 @@ fn with_layers(routes: Router) -> Router {
             // Stand-in for authentication: gives every request Principal::dev(). The auth issue
             // replaces this one line with its layer; handlers do not change.
             .layer(axum::middleware::from_fn(principal::insert_dev_principal))
+            // A declared oversize body is answered 413 before routing, after draining it so
+            // the client can read the answer (a reset connection would hide it).
+            .layer(axum::middleware::from_fn(layers::reject_oversize_body))
             // Rejects bodies over MAX_BODY_BYTES before buffering them (413 too_large).
             // Innermost because it changes the request body type, which only the routes (not
             // the middleware above) accept.

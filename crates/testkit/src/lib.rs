@@ -23,8 +23,8 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Creates an empty database named `sy_test_…` and returns its URL. Databases are dropped by
-/// [`drop_test_databases`], which `scripts/test` runs before the suite.
+/// Creates an empty database named `sy_test_…` and returns its URL. `scripts/test` drops the
+/// ones earlier runs left before it starts.
 pub async fn postgres_database() -> String {
     let admin = postgres_admin_url();
     let name = unique("sy_test_");
@@ -36,21 +36,4 @@ pub async fn postgres_database() -> String {
     let mut url = url::Url::parse(&admin).expect("DATABASE_URL is a URL");
     url.set_path(&name);
     url.to_string()
-}
-
-/// Drops every `sy_test_…` database left by earlier runs; returns how many.
-pub async fn drop_test_databases() -> usize {
-    let mut conn = PgConnection::connect(&postgres_admin_url()).await.expect("connect to PostgreSQL");
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'sy\\_test\\_%'")
-            .fetch_all(&mut conn)
-            .await
-            .expect("list test databases");
-    for name in &names {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-            .execute(&mut conn)
-            .await
-            .expect("drop test database");
-    }
-    names.len()
 }
