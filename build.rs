@@ -17,7 +17,11 @@ fn main() {
     let built = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
     println!("cargo:rustc-env=SWITCHYARD_GIT_SHA={sha}");
     println!("cargo:rustc-env=SWITCHYARD_BUILD_UNIX={built}");
     println!("cargo:rerun-if-changed=.git/HEAD");

@@ -77,7 +77,9 @@ pub enum ConfigError {
     #[error("DATABASE_URL must start with postgres:// or sqlite: (got {0})")]
     DatabaseUrlScheme(String),
     /// No Redis in strict mode.
-    #[error("REDIS_URL is required in strict mode ({0}): replicas share wake-ups and rate limits through it")]
+    #[error(
+        "REDIS_URL is required in strict mode ({0}): replicas share wake-ups and rate limits through it"
+    )]
     RedisUrlMissing(String),
     /// A missing, short or well-known JWT secret in strict mode.
     #[error("JWT_SECRET must be at least 32 bytes and not a default value in strict mode ({0})")]
@@ -85,7 +87,14 @@ pub enum ConfigError {
 }
 
 /// Secrets that ship in examples and must never sign real tokens.
-const DEFAULT_SECRETS: &[&str] = &["secret", "changeme", "change-me", "dev", "dev-secret", "switchyard"];
+const DEFAULT_SECRETS: &[&str] = &[
+    "secret",
+    "changeme",
+    "change-me",
+    "dev",
+    "dev-secret",
+    "switchyard",
+];
 
 impl ServeArgs {
     /// Why strict mode is on (`ENV=prod`, `CI_STRICT=1`), or `None`.
@@ -100,7 +109,11 @@ impl ServeArgs {
 
     /// Checks the settings; returns the database URL to open.
     pub fn validate(&self) -> Result<String, ConfigError> {
-        let url = self.store.database_url.clone().ok_or(ConfigError::DatabaseUrlMissing)?;
+        let url = self
+            .store
+            .database_url
+            .clone()
+            .ok_or(ConfigError::DatabaseUrlMissing)?;
         let is_pg = url.starts_with("postgres://") || url.starts_with("postgresql://");
         if !is_pg && !url.starts_with("sqlite:") {
             return Err(ConfigError::DatabaseUrlScheme(mask_url(&url)));
@@ -114,7 +127,9 @@ impl ServeArgs {
             }
             let weak = match self.jwt_secret.as_deref() {
                 None => true,
-                Some(s) => s.len() < 32 || DEFAULT_SECRETS.iter().any(|d| s.eq_ignore_ascii_case(d)),
+                Some(s) => {
+                    s.len() < 32 || DEFAULT_SECRETS.iter().any(|d| s.eq_ignore_ascii_case(d))
+                }
             };
             if weak {
                 return Err(ConfigError::JwtSecretWeak(reason));
@@ -142,9 +157,16 @@ pub struct DevArgs {
 mod tests {
     use super::*;
 
-    fn args(db: Option<&str>, redis: Option<&str>, env: Environment, secret: Option<&str>) -> ServeArgs {
+    fn args(
+        db: Option<&str>,
+        redis: Option<&str>,
+        env: Environment,
+        secret: Option<&str>,
+    ) -> ServeArgs {
         ServeArgs {
-            store: StoreArgs { database_url: db.map(str::to_owned) },
+            store: StoreArgs {
+                database_url: db.map(str::to_owned),
+            },
             redis_url: redis.map(str::to_owned),
             redis_prefix: "switchyard:".into(),
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
@@ -162,21 +184,49 @@ mod tests {
     fn strict_mode_names_each_problem() {
         use ConfigError::*;
         let prod = Environment::Prod;
-        assert_eq!(args(None, None, prod, None).validate(), Err(DatabaseUrlMissing));
-        assert!(matches!(args(Some("sqlite://x.db"), Some("redis://r"), prod, Some(GOOD)).validate(), Err(DatabaseUrlSqlite(..))));
-        assert!(matches!(args(Some(PG), None, prod, Some(GOOD)).validate(), Err(RedisUrlMissing(_))));
-        assert!(matches!(args(Some(PG), Some("redis://r"), prod, Some("short")).validate(), Err(JwtSecretWeak(_))));
-        assert!(matches!(args(Some(PG), Some("redis://r"), prod, None).validate(), Err(JwtSecretWeak(_))));
-        assert_eq!(args(Some(PG), Some("redis://r"), prod, Some(GOOD)).validate().unwrap(), PG);
+        assert_eq!(
+            args(None, None, prod, None).validate(),
+            Err(DatabaseUrlMissing)
+        );
+        assert!(matches!(
+            args(Some("sqlite://x.db"), Some("redis://r"), prod, Some(GOOD)).validate(),
+            Err(DatabaseUrlSqlite(..))
+        ));
+        assert!(matches!(
+            args(Some(PG), None, prod, Some(GOOD)).validate(),
+            Err(RedisUrlMissing(_))
+        ));
+        assert!(matches!(
+            args(Some(PG), Some("redis://r"), prod, Some("short")).validate(),
+            Err(JwtSecretWeak(_))
+        ));
+        assert!(matches!(
+            args(Some(PG), Some("redis://r"), prod, None).validate(),
+            Err(JwtSecretWeak(_))
+        ));
+        assert_eq!(
+            args(Some(PG), Some("redis://r"), prod, Some(GOOD))
+                .validate()
+                .unwrap(),
+            PG
+        );
         let mut ci = args(Some("sqlite://x.db"), None, Environment::Dev, None);
         assert!(ci.validate().is_ok(), "not strict by default");
         ci.ci_strict = true;
-        assert!(matches!(ci.validate(), Err(DatabaseUrlSqlite(_, reason)) if reason == "CI_STRICT=1"));
+        assert!(
+            matches!(ci.validate(), Err(DatabaseUrlSqlite(_, reason)) if reason == "CI_STRICT=1")
+        );
     }
 
     #[test]
     fn errors_never_show_passwords() {
-        let e = args(Some("mysql://app:hunter2@db/x"), None, Environment::Dev, None).validate();
+        let e = args(
+            Some("mysql://app:hunter2@db/x"),
+            None,
+            Environment::Dev,
+            None,
+        )
+        .validate();
         let msg = e.unwrap_err().to_string();
         assert!(!msg.contains("hunter2") && msg.contains("***"), "{msg}");
     }

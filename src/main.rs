@@ -33,12 +33,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let json_logs = matches!(&cli.command, Command::Serve(a) if a.environment != config::Environment::Dev);
+    let json_logs =
+        matches!(&cli.command, Command::Serve(a) if a.environment != config::Environment::Dev);
     if let Err(e) = switchyard_telemetry::init(&cli.log_level, json_logs) {
         eprintln!("switchyard: bad LOG_LEVEL: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("switchyard: cannot start the runtime: {e}");
@@ -94,19 +98,32 @@ async fn run(command: Command) -> Result<(), Failure> {
             }
             let plan = server::Plan {
                 database_url,
-                redis: args.redis_url.clone().filter(|u| !u.is_empty()).map(|u| (u, args.redis_prefix.clone())),
+                redis: args
+                    .redis_url
+                    .clone()
+                    .filter(|u| !u.is_empty())
+                    .map(|u| (u, args.redis_prefix.clone())),
                 grpc_addr: args.grpc_addr,
                 http_addr: args.http_addr,
             };
             Ok(server::run(plan).await?)
         }
         Command::Migrate(args) => {
-            let url = args.database_url.ok_or(Failure::Config(config::ConfigError::DatabaseUrlMissing))?;
+            let url = args
+                .database_url
+                .ok_or(Failure::Config(config::ConfigError::DatabaseUrlMissing))?;
             let store = switchyard_store::open(&url, true)
                 .await
                 .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-            let status = store.migrations().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            tracing::info!(applied = status.applied, known = status.known, "migrations applied");
+            let status = store
+                .migrations()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::info!(
+                applied = status.applied,
+                known = status.known,
+                "migrations applied"
+            );
             Ok(())
         }
     }

@@ -47,7 +47,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     tracing::info!(database = %mask_url(&plan.database_url), "opening store");
     let store = switchyard_store::open(&plan.database_url, true)
         .await
-        .with_context(|| format!("cannot open the database at {}", mask_url(&plan.database_url)))?;
+        .with_context(|| {
+            format!(
+                "cannot open the database at {}",
+                mask_url(&plan.database_url)
+            )
+        })?;
     let bus: Arc<dyn Bus> = match &plan.redis {
         // Redis is advisory: start without it and let readiness report it.
         Some((url, prefix)) => Arc::new(RedisBus::connect_lazy(url, prefix).context("REDIS_URL")?),
@@ -68,9 +73,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let grpc_task = tokio::spawn(grpc.serve(grpc_listener, shutdown.clone().cancelled_owned()));
     let router = switchyard_gateway::router(AppState::new(queue.clone(), build_info()));
     let http_task = tokio::spawn(
-        axum::serve(http_listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future(),
+        axum::serve(
+            http_listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future(),
     );
     let reaper = {
         let (queue, shutdown) = (queue.clone(), shutdown.clone());

@@ -6,7 +6,13 @@ use crate::support::binary;
 
 fn serve(env: &[(&str, &str)]) -> Output {
     binary()
-        .args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
         .envs(env.iter().copied())
         .output()
         .expect("run switchyard")
@@ -23,25 +29,43 @@ const SECRET: &str = "0123456789abcdef0123456789abcdef-strong";
 
 #[test]
 fn strict_mode_requires_database_url() {
-    let out = serve(&[("ENV", "prod"), ("REDIS_URL", "redis://127.0.0.1:6379"), ("JWT_SECRET", SECRET)]);
+    let out = serve(&[
+        ("ENV", "prod"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("JWT_SECRET", SECRET),
+    ]);
     assert_refused(&out, "DATABASE_URL is required");
 }
 
 #[test]
 fn strict_mode_refuses_sqlite() {
-    let out = serve(&[("CI_STRICT", "1"), ("DATABASE_URL", "sqlite:///tmp/x.db"), ("REDIS_URL", "redis://127.0.0.1:6379"), ("JWT_SECRET", SECRET)]);
+    let out = serve(&[
+        ("CI_STRICT", "1"),
+        ("DATABASE_URL", "sqlite:///tmp/x.db"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("JWT_SECRET", SECRET),
+    ]);
     assert_refused(&out, "needs PostgreSQL");
 }
 
 #[test]
 fn strict_mode_requires_redis_url() {
-    let out = serve(&[("ENV", "staging"), ("DATABASE_URL", "postgres://app:hunter2@127.0.0.1/x"), ("JWT_SECRET", SECRET)]);
+    let out = serve(&[
+        ("ENV", "staging"),
+        ("DATABASE_URL", "postgres://app:hunter2@127.0.0.1/x"),
+        ("JWT_SECRET", SECRET),
+    ]);
     assert_refused(&out, "REDIS_URL is required");
 }
 
 #[test]
 fn strict_mode_refuses_a_weak_jwt_secret() {
-    let out = serve(&[("ENV", "prod"), ("DATABASE_URL", "postgres://app:hunter2@127.0.0.1/x"), ("REDIS_URL", "redis://127.0.0.1:6379"), ("JWT_SECRET", "changeme")]);
+    let out = serve(&[
+        ("ENV", "prod"),
+        ("DATABASE_URL", "postgres://app:hunter2@127.0.0.1/x"),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("JWT_SECRET", "changeme"),
+    ]);
     assert_refused(&out, "JWT_SECRET");
 }
 
@@ -56,10 +80,24 @@ fn an_unreachable_database_fails_with_the_password_masked() {
 
 #[test]
 fn migrate_applies_and_exits() {
-    let url = tokio::runtime::Runtime::new().unwrap().block_on(switchyard_testkit::postgres_database());
-    let out = binary().arg("migrate").env("DATABASE_URL", &url).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(switchyard_testkit::postgres_database());
+    let out = binary()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Twice is fine.
-    let out = binary().arg("migrate").env("DATABASE_URL", &url).output().unwrap();
+    let out = binary()
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
     assert!(out.status.success());
 }

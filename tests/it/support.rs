@@ -9,7 +9,15 @@ use std::time::Duration;
 pub fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
     // The test runner's own settings must not leak into the child.
-    for var in ["DATABASE_URL", "REDIS_URL", "ENV", "CI_STRICT", "JWT_SECRET", "SWITCHYARD_GRPC_ADDR", "SWITCHYARD_HTTP_ADDR"] {
+    for var in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ENV",
+        "CI_STRICT",
+        "JWT_SECRET",
+        "SWITCHYARD_GRPC_ADDR",
+        "SWITCHYARD_HTTP_ADDR",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("LOG_LEVEL", "warn");
@@ -47,11 +55,17 @@ impl Server {
             }
         };
         let mut cmd = binary();
-        cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
-            .env("DATABASE_URL", url)
-            .envs(extra.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "serve",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .env("DATABASE_URL", url)
+        .envs(extra.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn switchyard");
         let stdout = child.stdout.take().unwrap();
         let (http, grpc) = tokio::task::spawn_blocking(move || {
@@ -77,8 +91,16 @@ impl Server {
         })
         .await
         .unwrap();
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        Server { child, http, grpc, client }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Server {
+            child,
+            http,
+            grpc,
+            client,
+        }
     }
 
     /// `http://host:port{path}`.
@@ -95,7 +117,10 @@ impl Server {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "no exit within 25 s of SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within 25 s of SIGTERM"
+            );
             std::thread::park_timeout(Duration::from_millis(50));
         }
     }
@@ -109,7 +134,9 @@ impl Drop for Server {
 }
 
 /// Sends `req` and returns (status, JSON body, headers).
-pub async fn send(req: reqwest::RequestBuilder) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+pub async fn send(
+    req: reqwest::RequestBuilder,
+) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
     let resp = req.send().await.expect("request");
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();

@@ -37,7 +37,12 @@ impl Readiness {
 
     /// Runs every check concurrently.
     pub async fn probe(store: &dyn QueueStore, bus: &dyn Bus) -> Readiness {
-        let db = timed(async { store.ping().await.map(|()| format!("{} answered", store.backend())) });
+        let db = timed(async {
+            store
+                .ping()
+                .await
+                .map(|()| format!("{} answered", store.backend()))
+        });
         let migrations = timed(async {
             let status = store.migrations().await?;
             let detail = format!("{} of {} applied", status.applied, status.known);
@@ -49,7 +54,9 @@ impl Readiness {
         });
         let redis = async {
             match bus.backend() {
-                "redis" => Some(timed(async { bus.ping().await.map(|()| "redis answered".to_owned()) }).await),
+                "redis" => Some(
+                    timed(async { bus.ping().await.map(|()| "redis answered".to_owned()) }).await,
+                ),
                 _ => None,
             }
         };
@@ -67,8 +74,16 @@ async fn timed(check: impl Future<Output = Result<String>>) -> Check {
     let outcome = tokio::time::timeout(CHECK_TIMEOUT, check).await;
     let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     match outcome {
-        Ok(Ok(detail)) => Check { ok: true, detail, latency_ms },
-        Ok(Err(e)) => Check { ok: false, detail: e.public_message().to_owned(), latency_ms },
+        Ok(Ok(detail)) => Check {
+            ok: true,
+            detail,
+            latency_ms,
+        },
+        Ok(Err(e)) => Check {
+            ok: false,
+            detail: e.public_message().to_owned(),
+            latency_ms,
+        },
         Err(_) => Check {
             ok: false,
             detail: format!("no answer within {} ms", CHECK_TIMEOUT.as_millis()),

@@ -140,7 +140,12 @@ pub struct Queue {
 impl Queue {
     /// A queue over `store`, announcing work on `bus`.
     pub fn new(store: Arc<dyn QueueStore>, bus: Arc<dyn Bus>, config: QueueConfig) -> Self {
-        Queue { store, bus, config, closing: CancellationToken::new() }
+        Queue {
+            store,
+            bus,
+            config,
+            closing: CancellationToken::new(),
+        }
     }
 
     /// Starts shutting down: waiting claims return what they have (nothing) at once, so a
@@ -158,19 +163,28 @@ impl Queue {
     /// wakes the claimers of every pool that got due work.
     pub async fn enqueue(&self, who: &Principal, jobs: Vec<EnqueueJob>) -> Result<Vec<Job>> {
         if jobs.is_empty() || jobs.len() > MAX_BATCH {
-            return Err(Error::invalid("jobs", format!("must hold 1 to {MAX_BATCH} jobs")));
+            return Err(Error::invalid(
+                "jobs",
+                format!("must hold 1 to {MAX_BATCH} jobs"),
+            ));
         }
         let batch = jobs.len() > 1;
         let mut violations = Vec::new();
         let mut new_jobs = Vec::with_capacity(jobs.len());
         for (i, job) in jobs.into_iter().enumerate() {
-            let prefix = if batch { format!("jobs[{i}].") } else { String::new() };
+            let prefix = if batch {
+                format!("jobs[{i}].")
+            } else {
+                String::new()
+            };
             match self.validate_job(who, job, prefix) {
                 Ok(new_job) => new_jobs.push(new_job),
                 Err(Some(v)) => v.drain_into(&mut violations),
-                Err(None) => return Err(Error::too_large(format!(
-                    "payload of job {i} exceeds {MAX_PAYLOAD_BYTES} bytes"
-                ))),
+                Err(None) => {
+                    return Err(Error::too_large(format!(
+                        "payload of job {i} exceeds {MAX_PAYLOAD_BYTES} bytes"
+                    )));
+                }
             }
         }
         if !violations.is_empty() {
@@ -258,7 +272,10 @@ impl Queue {
         v.range("max_jobs", max_jobs.into(), 1, 100);
         let lease = self.lease(req.lease_seconds, &mut v);
         if req.wait > self.config.max_wait {
-            v.add("wait_seconds", format!("must be at most {}", self.config.max_wait.as_secs()));
+            v.add(
+                "wait_seconds",
+                format!("must be at most {}", self.config.max_wait.as_secs()),
+            );
         }
         v.finish()?;
         let claim = ClaimRequest {
@@ -312,7 +329,9 @@ impl Queue {
 
     /// Reports that the current attempt started running; renews its lease.
     pub async fn start(&self, who: &Principal, id: JobId, attempt: u32) -> Result<Job> {
-        self.store.start(&who.tenant, id, attempt, self.config.default_lease).await
+        self.store
+            .start(&who.tenant, id, attempt, self.config.default_lease)
+            .await
     }
 
     /// Renews the current attempt's lease (default length when `lease_seconds` is `None`).
@@ -326,7 +345,9 @@ impl Queue {
         let mut v = Violations::default();
         let lease = self.lease(lease_seconds, &mut v);
         v.finish()?;
-        self.store.extend_lease(&who.tenant, id, attempt, lease).await
+        self.store
+            .extend_lease(&who.tenant, id, attempt, lease)
+            .await
     }
 
     /// Ends the current attempt. A failure is retried after an exponential, jittered backoff
@@ -343,7 +364,9 @@ impl Queue {
             Outcome::Succeeded { result, .. } => {
                 let size = result.as_ref().map_or(0, |r| r.to_string().len());
                 if size > MAX_PAYLOAD_BYTES {
-                    return Err(Error::too_large(format!("result exceeds {MAX_PAYLOAD_BYTES} bytes")));
+                    return Err(Error::too_large(format!(
+                        "result exceeds {MAX_PAYLOAD_BYTES} bytes"
+                    )));
                 }
             }
             Outcome::Failed { error, .. } => {
@@ -354,7 +377,9 @@ impl Queue {
         }
         v.finish()?;
         let delay = self.backoff(attempt);
-        self.store.complete(&who.tenant, id, attempt, &outcome, delay).await
+        self.store
+            .complete(&who.tenant, id, attempt, &outcome, delay)
+            .await
     }
 
     /// The delay before retrying after `attempt` failed: `base * 2^(attempt-1)`, capped, with
@@ -369,7 +394,12 @@ impl Queue {
     }
 
     /// Changes a non-terminal job's priority.
-    pub async fn set_priority(&self, who: &Principal, id: JobId, priority: Priority) -> Result<Job> {
+    pub async fn set_priority(
+        &self,
+        who: &Principal,
+        id: JobId,
+        priority: Priority,
+    ) -> Result<Job> {
         self.store.set_priority(&who.tenant, id, priority).await
     }
 
@@ -423,19 +453,27 @@ impl Queue {
         } else {
             None
         };
-        Ok(Page { items, next_page_token })
+        Ok(Page {
+            items,
+            next_page_token,
+        })
     }
 
     /// Figures per (pool, priority) for the caller's tenant over the configured window.
     pub async fn stats(&self, who: &Principal) -> Result<Vec<QueueStats>> {
-        self.store.stats(&who.tenant, self.config.stats_window).await
+        self.store
+            .stats(&who.tenant, self.config.stats_window)
+            .await
     }
 
     /// One reaper pass over every tenant, repeated while full batches come back.
     pub async fn requeue_expired(&self) -> Result<ReapReport> {
         let mut total = ReapReport::default();
         loop {
-            let pass = self.store.reap_expired(self.config.reaper_batch, Duration::ZERO).await?;
+            let pass = self
+                .store
+                .reap_expired(self.config.reaper_batch, Duration::ZERO)
+                .await?;
             total.requeued += pass.requeued;
             total.dead_lettered += pass.dead_lettered;
             if pass.requeued + pass.dead_lettered < u64::from(self.config.reaper_batch) {

@@ -12,7 +12,10 @@ pub(crate) struct Violations {
 impl Violations {
     /// A collector whose field names start with `prefix`.
     pub(crate) fn with_prefix(prefix: String) -> Self {
-        Violations { prefix, found: Vec::new() }
+        Violations {
+            prefix,
+            found: Vec::new(),
+        }
     }
 
     /// Records that `field` is wrong.
@@ -27,7 +30,9 @@ impl Violations {
     pub(crate) fn name(&mut self, field: &str, value: &str) {
         let ok = !value.is_empty()
             && value.len() <= 64
-            && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !ok {
             self.add(field, "must be 1-64 characters of [A-Za-z0-9._-]");
         }
@@ -36,7 +41,10 @@ impl Violations {
     /// A free-form key: 1–`max` characters, no control characters.
     pub(crate) fn key(&mut self, field: &str, value: &str, max: usize) {
         if value.is_empty() || value.len() > max || value.chars().any(char::is_control) {
-            self.add(field, format!("must be 1-{max} characters without control characters"));
+            self.add(
+                field,
+                format!("must be 1-{max} characters without control characters"),
+            );
         }
     }
 
@@ -55,7 +63,10 @@ impl Violations {
         for (k, v) in labels {
             self.name(&format!("{field}.{k}"), k);
             if v.len() > 255 || v.chars().any(char::is_control) {
-                self.add(&format!("{field}.{k}"), "value must be at most 255 characters");
+                self.add(
+                    &format!("{field}.{k}"),
+                    "value must be at most 255 characters",
+                );
             }
         }
     }

@@ -74,15 +74,25 @@ async fn one(store: &dyn QueueStore, job: NewJob) -> Job {
 }
 
 async fn claim_one(store: &dyn QueueStore, pool: &str) -> Option<Job> {
-    store.claim(None, &claim_req(pool, 1)).await.expect("claim").pop()
+    store
+        .claim(None, &claim_req(pool, 1))
+        .await
+        .expect("claim")
+        .pop()
 }
 
 fn failed(error: &str) -> Outcome {
-    Outcome::Failed { exit_code: Some(1), error: error.to_owned() }
+    Outcome::Failed {
+        exit_code: Some(1),
+        error: error.to_owned(),
+    }
 }
 
 fn succeeded() -> Outcome {
-    Outcome::Succeeded { exit_code: Some(0), result: Some(serde_json::json!({ "ok": true })) }
+    Outcome::Succeeded {
+        exit_code: Some(0),
+        result: Some(serde_json::json!({ "ok": true })),
+    }
 }
 
 /// Enqueued jobs come back `QUEUED`, attempt 0, in input order, with every field kept.
@@ -92,7 +102,10 @@ pub async fn enqueue_keeps_input_order_and_defaults(store: &dyn QueueStore) {
     let b = new_job("t1", "test", Priority::Low);
     let jobs = store.enqueue(vec![a.clone(), b]).await.unwrap();
     assert_eq!(jobs.len(), 2);
-    assert_eq!((jobs[0].pool.as_str(), jobs[1].pool.as_str()), ("build", "test"));
+    assert_eq!(
+        (jobs[0].pool.as_str(), jobs[1].pool.as_str()),
+        ("build", "test")
+    );
     let j = &jobs[0];
     assert_eq!(j.state, JobState::Queued);
     assert_eq!((j.attempt, j.max_attempts, j.attempt_limit), (0, 3, 3));
@@ -115,33 +128,63 @@ pub async fn idempotency_key_returns_the_first_job(store: &dyn QueueStore) {
     let mut other = job.clone();
     other.tenant = tenant("t2");
     assert_ne!(one(store, other).await.id, first.id, "keys are per tenant");
-    let listed = store.list(&tenant("t1"), &JobFilter { limit: 10, ..Default::default() }).await;
+    let listed = store
+        .list(
+            &tenant("t1"),
+            &JobFilter {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await;
     assert_eq!(listed.unwrap().len(), 1);
 }
 
 /// Higher priorities first; FIFO within a priority.
 pub async fn claim_follows_priority_then_fifo(store: &dyn QueueStore) {
-    let order = [Priority::Low, Priority::Normal, Priority::Critical, Priority::Normal, Priority::High];
+    let order = [
+        Priority::Low,
+        Priority::Normal,
+        Priority::Critical,
+        Priority::Normal,
+        Priority::High,
+    ];
     let jobs = store
         .enqueue(order.iter().map(|p| new_job("t1", "build", *p)).collect())
         .await
         .unwrap();
     let claimed = store.claim(None, &claim_req("build", 10)).await.unwrap();
     let ids: Vec<_> = claimed.iter().map(|j| j.id).collect();
-    assert_eq!(ids, [jobs[2].id, jobs[4].id, jobs[1].id, jobs[3].id, jobs[0].id]);
-    assert!(store.claim(None, &claim_req("build", 1)).await.unwrap().is_empty());
+    assert_eq!(
+        ids,
+        [jobs[2].id, jobs[4].id, jobs[1].id, jobs[3].id, jobs[0].id]
+    );
+    assert!(
+        store
+            .claim(None, &claim_req("build", 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Tenant A has 1,000 queued; tenant B's one job at the same priority is among the next two
 /// claims.
 pub async fn claim_round_robins_across_tenants(store: &dyn QueueStore) {
     store
-        .enqueue((0..1000).map(|_| new_job("flood", "build", Priority::Normal)).collect())
+        .enqueue(
+            (0..1000)
+                .map(|_| new_job("flood", "build", Priority::Normal))
+                .collect(),
+        )
         .await
         .unwrap();
     let b = one(store, new_job("quiet", "build", Priority::Normal)).await;
     let next: Vec<_> = store.claim(None, &claim_req("build", 2)).await.unwrap();
-    assert!(next.iter().any(|j| j.id == b.id), "B's job was not among the next 2 claims");
+    assert!(
+        next.iter().any(|j| j.id == b.id),
+        "B's job was not among the next 2 claims"
+    );
     // One at a time too: after a few more of A's, B's next job again comes within two claims.
     let b2 = one(store, new_job("quiet", "build", Priority::Normal)).await;
     let first = claim_one(store, "build").await.unwrap();
@@ -153,7 +196,11 @@ pub async fn claim_round_robins_across_tenants(store: &dyn QueueStore) {
 pub async fn critical_is_claimed_before_ten_thousand_low(store: &dyn QueueStore) {
     for _ in 0..10 {
         store
-            .enqueue((0..1000).map(|_| new_job("t1", "build", Priority::Low)).collect())
+            .enqueue(
+                (0..1000)
+                    .map(|_| new_job("t1", "build", Priority::Low))
+                    .collect(),
+            )
             .await
             .unwrap();
     }
@@ -169,10 +216,16 @@ pub async fn claim_honours_labels_and_run_at(store: &dyn QueueStore) {
     let mut later = new_job("t1", "build", Priority::Critical);
     later.delay = Duration::from_secs(3600);
     one(store, later).await;
-    assert!(claim_one(store, "build").await.is_none(), "no label, nothing due");
+    assert!(
+        claim_one(store, "build").await.is_none(),
+        "no label, nothing due"
+    );
     let mut req = claim_req("build", 5);
     req.labels.insert("gpu".into(), "h100".into());
-    assert!(store.claim(None, &req).await.unwrap().is_empty(), "wrong label value");
+    assert!(
+        store.claim(None, &req).await.unwrap().is_empty(),
+        "wrong label value"
+    );
     req.labels.insert("gpu".into(), "a100".into());
     req.labels.insert("os".into(), "linux".into());
     let claimed = store.claim(None, &req).await.unwrap();
@@ -188,7 +241,10 @@ pub async fn claim_sets_lease_and_bumps_attempt(store: &dyn QueueStore) {
     assert_eq!(c.claimed_by.as_deref(), Some("a1"));
     let lease = c.lease_expires_at.unwrap() - c.claimed_at.unwrap();
     assert_eq!(lease.num_milliseconds(), 30_000);
-    let s = store.start(&c.tenant, c.id, 1, Duration::from_secs(60)).await.unwrap();
+    let s = store
+        .start(&c.tenant, c.id, 1, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(s.state, JobState::Running);
     assert!(s.started_at.is_some() && s.lease_expires_at > c.lease_expires_at);
 }
@@ -209,10 +265,14 @@ async fn job_in(store: &dyn QueueStore, state: JobState) -> Job {
             match state {
                 JobState::Claimed => c,
                 JobState::Running => store.start(t, c.id, 1, lease).await.unwrap(),
-                JobState::Completed => store.complete(t, c.id, 1, &succeeded(), lease).await.unwrap(),
-                JobState::DeadLettered | JobState::Queued | JobState::Cancelled => {
-                    store.complete(t, c.id, 1, &failed("boom"), lease).await.unwrap()
-                }
+                JobState::Completed => store
+                    .complete(t, c.id, 1, &succeeded(), lease)
+                    .await
+                    .unwrap(),
+                JobState::DeadLettered | JobState::Queued | JobState::Cancelled => store
+                    .complete(t, c.id, 1, &failed("boom"), lease)
+                    .await
+                    .unwrap(),
             }
         }
     }
@@ -233,14 +293,50 @@ pub async fn every_state_and_operation(store: &dyn QueueStore) {
     }
     // Expected state after the op, or None for Conflict. Jobs allow one attempt.
     let table: [(JobState, [Option<JobState>; 7]); 6] = [
-        (Queued, [None, None, None, None, Some(Cancelled), Some(Queued), None]),
-        (Claimed, [Some(Running), Some(Claimed), Some(Completed), Some(DeadLettered), Some(Cancelled), Some(Claimed), None]),
-        (Running, [Some(Running), Some(Running), Some(Completed), Some(DeadLettered), Some(Cancelled), Some(Running), None]),
+        (
+            Queued,
+            [None, None, None, None, Some(Cancelled), Some(Queued), None],
+        ),
+        (
+            Claimed,
+            [
+                Some(Running),
+                Some(Claimed),
+                Some(Completed),
+                Some(DeadLettered),
+                Some(Cancelled),
+                Some(Claimed),
+                None,
+            ],
+        ),
+        (
+            Running,
+            [
+                Some(Running),
+                Some(Running),
+                Some(Completed),
+                Some(DeadLettered),
+                Some(Cancelled),
+                Some(Running),
+                None,
+            ],
+        ),
         (Completed, [None, None, None, None, None, None, None]),
-        (DeadLettered, [None, None, None, None, None, None, Some(Queued)]),
+        (
+            DeadLettered,
+            [None, None, None, None, None, None, Some(Queued)],
+        ),
         (Cancelled, [None, None, None, None, None, None, None]),
     ];
-    let ops = [Op::Start, Op::Extend, Op::Succeed, Op::Fail, Op::Cancel, Op::SetPriority, Op::Redrive];
+    let ops = [
+        Op::Start,
+        Op::Extend,
+        Op::Succeed,
+        Op::Fail,
+        Op::Cancel,
+        Op::SetPriority,
+        Op::Redrive,
+    ];
     let lease = Duration::from_secs(30);
     for (state, expected) in table {
         for (op, want) in ops.iter().zip(expected) {
@@ -260,7 +356,11 @@ pub async fn every_state_and_operation(store: &dyn QueueStore) {
                 (Ok(j), Some(w)) => assert_eq!(j.state, w, "{state} + {op:?}"),
                 (Err(e), None) => {
                     assert_eq!(e.kind, ErrorKind::Conflict, "{state} + {op:?}: {e}");
-                    assert_eq!(store.get(t, id).await.unwrap(), job, "{state} + {op:?} changed the job");
+                    assert_eq!(
+                        store.get(t, id).await.unwrap(),
+                        job,
+                        "{state} + {op:?} changed the job"
+                    );
                 }
                 (got, want) => panic!("{state} + {op:?}: got {got:?}, want {want:?}"),
             }
@@ -305,7 +405,10 @@ async fn wait_reaped(store: &dyn QueueStore) -> switchyard_types::ReapReport {
         if r.requeued + r.dead_lettered > 0 {
             return r;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no lease expired within 10 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no lease expired within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -319,13 +422,24 @@ pub async fn failures_retry_then_dead_letter_then_redrive(store: &dyn QueueStore
         let c = claim_one(store, "build").await.expect("due again");
         assert_eq!(c.attempt, attempt);
         let outcome = failed(&format!("boom {attempt}"));
-        let after = store.complete(t, c.id, attempt, &outcome, Duration::ZERO).await.unwrap();
-        let want = if attempt < 3 { JobState::Queued } else { JobState::DeadLettered };
+        let after = store
+            .complete(t, c.id, attempt, &outcome, Duration::ZERO)
+            .await
+            .unwrap();
+        let want = if attempt < 3 {
+            JobState::Queued
+        } else {
+            JobState::DeadLettered
+        };
         assert_eq!(after.state, want);
         assert_eq!(after.failures.len() as u32, attempt);
     }
     let dead = store.get(t, job.id).await.unwrap();
-    let reasons: Vec<_> = dead.failures.iter().map(|f| (f.attempt, f.error.as_str())).collect();
+    let reasons: Vec<_> = dead
+        .failures
+        .iter()
+        .map(|f| (f.attempt, f.error.as_str()))
+        .collect();
     assert_eq!(reasons, [(1, "boom 1"), (2, "boom 2"), (3, "boom 3")]);
     assert!(dead.finished_at.is_some());
     assert!(claim_one(store, "build").await.is_none());
@@ -333,15 +447,35 @@ pub async fn failures_retry_then_dead_letter_then_redrive(store: &dyn QueueStore
     // A retry waits for its delay.
     let delayed = one(store, new_job("t1", "slow", Priority::Normal)).await;
     let c = claim_one(store, "slow").await.unwrap();
-    store.complete(t, c.id, 1, &failed("x"), Duration::from_secs(3600)).await.unwrap();
-    assert!(claim_one(store, "slow").await.is_none(), "retried before its delay");
-    assert_eq!(store.get(t, delayed.id).await.unwrap().state, JobState::Queued);
+    store
+        .complete(t, c.id, 1, &failed("x"), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(
+        claim_one(store, "slow").await.is_none(),
+        "retried before its delay"
+    );
+    assert_eq!(
+        store.get(t, delayed.id).await.unwrap().state,
+        JobState::Queued
+    );
 
     let redriven = store.redrive(t, job.id).await.unwrap();
-    assert_eq!((redriven.state, redriven.attempt, redriven.attempt_limit, redriven.redrives), (JobState::Queued, 3, 6, 1));
+    assert_eq!(
+        (
+            redriven.state,
+            redriven.attempt,
+            redriven.attempt_limit,
+            redriven.redrives
+        ),
+        (JobState::Queued, 3, 6, 1)
+    );
     let c = claim_one(store, "build").await.unwrap();
     assert_eq!(c.attempt, 4, "the attempt counter never resets");
-    let done = store.complete(t, c.id, 4, &succeeded(), Duration::ZERO).await.unwrap();
+    let done = store
+        .complete(t, c.id, 4, &succeeded(), Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(done.state, JobState::Completed);
     assert_eq!(done.result, Some(serde_json::json!({ "ok": true })));
 }
@@ -359,17 +493,35 @@ pub async fn reaper_requeues_then_dead_letters_poison_jobs(store: &dyn QueueStor
     assert_eq!(wait_reaped(store).await.requeued, 1);
     assert_eq!(store.get(t, c.id).await.unwrap().state, JobState::Queued);
     // Second attempt: running when its lease expires.
-    let c = store.claim(None, &claim_req("build", 1)).await.unwrap().remove(0);
-    store.start(t, c.id, 2, Duration::from_millis(1)).await.unwrap();
+    let c = store
+        .claim(None, &claim_req("build", 1))
+        .await
+        .unwrap()
+        .remove(0);
+    store
+        .start(t, c.id, 2, Duration::from_millis(1))
+        .await
+        .unwrap();
     assert_eq!(wait_reaped(store).await.dead_lettered, 1);
     let dead = store.get(t, c.id).await.unwrap();
     assert_eq!(dead.state, JobState::DeadLettered);
-    let reasons: Vec<_> = dead.failures.iter().map(|f| (f.attempt, f.error.as_str())).collect();
+    let reasons: Vec<_> = dead
+        .failures
+        .iter()
+        .map(|f| (f.attempt, f.error.as_str()))
+        .collect();
     assert_eq!(reasons, [(1, "lease expired"), (2, "lease expired")]);
     // A live lease is left alone.
     one(store, new_job("t1", "build", Priority::Normal)).await;
     claim_one(store, "build").await.unwrap();
-    assert_eq!(store.reap_expired(100, Duration::ZERO).await.unwrap().requeued, 0);
+    assert_eq!(
+        store
+            .reap_expired(100, Duration::ZERO)
+            .await
+            .unwrap()
+            .requeued,
+        0
+    );
 }
 
 /// Another tenant's job is `NotFound` for every operation and absent from lists and stats.
@@ -389,12 +541,34 @@ pub async fn tenants_are_isolated(store: &dyn QueueStore) {
     for r in results {
         assert_eq!(r.unwrap_err().kind, ErrorKind::NotFound);
     }
-    let all = JobFilter { limit: 10, ..Default::default() };
+    let all = JobFilter {
+        limit: 10,
+        ..Default::default()
+    };
     assert!(store.list(&other, &all).await.unwrap().is_empty());
-    assert!(store.stats(&other, Duration::from_secs(300)).await.unwrap().is_empty());
-    assert!(store.claim(Some(&other), &claim_req("build", 1)).await.unwrap().is_empty());
-    assert_eq!(store.get(&job.tenant, job.id).await.unwrap(), job, "unchanged");
-    let mine = store.claim(Some(&job.tenant), &claim_req("build", 1)).await.unwrap();
+    assert!(
+        store
+            .stats(&other, Duration::from_secs(300))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim(Some(&other), &claim_req("build", 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.get(&job.tenant, job.id).await.unwrap(),
+        job,
+        "unchanged"
+    );
+    let mine = store
+        .claim(Some(&job.tenant), &claim_req("build", 1))
+        .await
+        .unwrap();
     assert_eq!(mine[0].id, job.id);
 }
 
@@ -406,27 +580,77 @@ pub async fn list_filters_and_pages(store: &dyn QueueStore) {
     labelled.kind = "deploy".into();
     let labelled = one(store, labelled).await;
     let jobs = store
-        .enqueue((0..5).map(|_| new_job("t1", "test", Priority::Low)).collect())
+        .enqueue(
+            (0..5)
+                .map(|_| new_job("t1", "test", Priority::Low))
+                .collect(),
+        )
         .await
         .unwrap();
-    let f = |limit| JobFilter { limit, ..Default::default() };
+    let f = |limit| JobFilter {
+        limit,
+        ..Default::default()
+    };
     let all = store.list(&t, &f(100)).await.unwrap();
     assert_eq!(all.len(), 6);
     assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
     let t = &t;
     let by = |filter: JobFilter| async move { store.list(t, &filter).await.unwrap() };
-    assert_eq!(by(JobFilter { pool: Some("test".into()), ..f(100) }).await.len(), 5);
-    assert_eq!(by(JobFilter { priority: Some(Priority::High), ..f(100) }).await[0].id, labelled.id);
-    assert_eq!(by(JobFilter { kind: Some("deploy".into()), ..f(100) }).await.len(), 1);
+    assert_eq!(
+        by(JobFilter {
+            pool: Some("test".into()),
+            ..f(100)
+        })
+        .await
+        .len(),
+        5
+    );
+    assert_eq!(
+        by(JobFilter {
+            priority: Some(Priority::High),
+            ..f(100)
+        })
+        .await[0]
+            .id,
+        labelled.id
+    );
+    assert_eq!(
+        by(JobFilter {
+            kind: Some("deploy".into()),
+            ..f(100)
+        })
+        .await
+        .len(),
+        1
+    );
     let label = Some(("team".to_owned(), "core".to_owned()));
     assert_eq!(by(JobFilter { label, ..f(100) }).await[0].id, labelled.id);
     let wrong = Some(("team".to_owned(), "web".to_owned()));
-    assert!(by(JobFilter { label: wrong, ..f(100) }).await.is_empty());
+    assert!(
+        by(JobFilter {
+            label: wrong,
+            ..f(100)
+        })
+        .await
+        .is_empty()
+    );
     store.cancel(t, jobs[0].id).await.unwrap();
-    assert_eq!(by(JobFilter { state: Some(JobState::Cancelled), ..f(100) }).await[0].id, jobs[0].id);
+    assert_eq!(
+        by(JobFilter {
+            state: Some(JobState::Cancelled),
+            ..f(100)
+        })
+        .await[0]
+            .id,
+        jobs[0].id
+    );
     // Pages of 4 then 2, no overlap.
     let page1 = by(f(4)).await;
-    let page2 = by(JobFilter { after: Some(page1[3].id), ..f(4) }).await;
+    let page2 = by(JobFilter {
+        after: Some(page1[3].id),
+        ..f(4)
+    })
+    .await;
     assert_eq!((page1.len(), page2.len()), (4, 2));
     assert!(page2.iter().all(|j| !page1.contains(j)));
 }
@@ -435,7 +659,11 @@ pub async fn list_filters_and_pages(store: &dyn QueueStore) {
 pub async fn stats_count_states_and_windows(store: &dyn QueueStore) {
     let t = tenant("t1");
     store
-        .enqueue((0..4).map(|_| new_job("t1", "build", Priority::Normal)).collect())
+        .enqueue(
+            (0..4)
+                .map(|_| new_job("t1", "build", Priority::Normal))
+                .collect(),
+        )
         .await
         .unwrap();
     one(store, new_job("t1", "build", Priority::High)).await;
@@ -444,19 +672,40 @@ pub async fn stats_count_states_and_windows(store: &dyn QueueStore) {
     let (high, n1, n2) = (&claimed[0], &claimed[1], &claimed[2]);
     assert_eq!(high.priority, Priority::High);
     store.start(&t, n1.id, 1, lease).await.unwrap();
-    store.complete(&t, n1.id, 1, &succeeded(), lease).await.unwrap();
-    store.complete(&t, n2.id, 1, &failed("x"), Duration::from_secs(3600)).await.unwrap();
+    store
+        .complete(&t, n1.id, 1, &succeeded(), lease)
+        .await
+        .unwrap();
+    store
+        .complete(&t, n2.id, 1, &failed("x"), Duration::from_secs(3600))
+        .await
+        .unwrap();
     let stats = store.stats(&t, Duration::from_secs(300)).await.unwrap();
-    let normal = stats.iter().find(|s| s.priority == Some(Priority::Normal)).unwrap();
-    let high_stats = stats.iter().find(|s| s.priority == Some(Priority::High)).unwrap();
+    let normal = stats
+        .iter()
+        .find(|s| s.priority == Some(Priority::Normal))
+        .unwrap();
+    let high_stats = stats
+        .iter()
+        .find(|s| s.priority == Some(Priority::High))
+        .unwrap();
     assert_eq!(normal.pool, "build");
     // n2 is queued again (waiting out its retry delay), plus the two never claimed.
     assert_eq!((normal.queued, normal.claimed, normal.running), (3, 0, 0));
-    assert_eq!((normal.completed, normal.failed, normal.dead_lettered), (1, 1, 0));
+    assert_eq!(
+        (normal.completed, normal.failed, normal.dead_lettered),
+        (1, 1, 0)
+    );
     assert!((normal.failure_rate - 0.5).abs() < 1e-9);
     // Waits of jobs claimed in the window (n1 only: n2 waits again), all non-negative.
-    assert!(normal.wait_avg_seconds >= 0.0 && normal.wait_p95_seconds >= 0.0, "{normal:?}");
-    assert!((normal.wait_avg_seconds - normal.wait_p95_seconds).abs() < 1e-9, "one sample");
+    assert!(
+        normal.wait_avg_seconds >= 0.0 && normal.wait_p95_seconds >= 0.0,
+        "{normal:?}"
+    );
+    assert!(
+        (normal.wait_avg_seconds - normal.wait_p95_seconds).abs() < 1e-9,
+        "one sample"
+    );
     assert!(normal.oldest_queued_age_seconds >= 0.0);
     assert_eq!((high_stats.claimed, high_stats.queued), (1, 0));
 }

@@ -52,8 +52,13 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn claim(&self, tenant: Option<&TenantId>, req: &ClaimRequest) -> Result<Vec<Job>>;
 
     /// `CLAIMED -> RUNNING` for the current attempt; renews the lease.
-    async fn start(&self, tenant: &TenantId, id: JobId, attempt: u32, lease: Duration)
-    -> Result<Job>;
+    async fn start(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<Job>;
 
     /// Renews the lease of a claimed or running job's current attempt to `now() + lease`.
     async fn extend_lease(
@@ -118,6 +123,9 @@ pub async fn open(url: &str, migrate: bool) -> Result<Arc<dyn QueueStore>> {
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::connect(url, migrate).await?))
     } else {
-        Err(Error::invalid("database_url", "must start with postgres:// or sqlite:"))
+        Err(Error::invalid(
+            "database_url",
+            "must start with postgres:// or sqlite:",
+        ))
     }
 }

@@ -14,7 +14,7 @@ use switchyard_types::{
 use uuid::Uuid;
 
 use crate::error::{from_migrate, from_sqlx};
-use crate::rows::{db_int, explain_miss, failure_rate, into_jobs, millis, reap_report, Op, RawJob};
+use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis, reap_report};
 use crate::{MigrationStatus, QueueStore};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -162,15 +162,35 @@ impl QueueStore for PgStore {
         .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.priority.as_i16()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| serde_json::json!(j.labels)).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| db_int(j.max_attempts)).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| serde_json::json!(j.labels))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            jobs.iter()
+                .map(|j| db_int(j.max_attempts))
+                .collect::<Vec<_>>(),
+        )
         .bind(jobs.iter().map(|j| millis(j.timeout)).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
         .bind(jobs.iter().map(|j| millis(j.delay)).collect::<Vec<_>>())
         .bind(&tags)
-        .bind(jobs.iter().map(|j| j.idempotency_key.as_deref()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.concurrency_key.as_deref()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| db_int(j.concurrency_limit)).collect::<Vec<_>>())
+        .bind(
+            jobs.iter()
+                .map(|j| j.idempotency_key.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            jobs.iter()
+                .map(|j| j.concurrency_key.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            jobs.iter()
+                .map(|j| db_int(j.concurrency_limit))
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *tx)
         .await
         .map_err(from_sqlx)?;
@@ -181,12 +201,14 @@ impl QueueStore for PgStore {
             let row = match by_id.remove(id) {
                 Some(row) => row,
                 // Not inserted: its idempotency key exists (maybe earlier in this batch).
-                None => sqlx::query_as("SELECT * FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2")
-                    .bind(job.tenant.as_str())
-                    .bind(job.idempotency_key.as_deref())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?,
+                None => sqlx::query_as(
+                    "SELECT * FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2",
+                )
+                .bind(job.tenant.as_str())
+                .bind(job.idempotency_key.as_deref())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlx)?,
             };
             out.push(Job::try_from(row)?);
         }
@@ -223,7 +245,13 @@ impl QueueStore for PgStore {
         into_jobs(rows, true)
     }
 
-    async fn start(&self, tenant: &TenantId, id: JobId, attempt: u32, lease: Duration) -> Result<Job> {
+    async fn start(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<Job> {
         let q = sqlx::query_as(
             "UPDATE jobs SET state = 2, started_at = COALESCE(started_at, now()),
                  lease_expires_at = now() + $4 * interval '1 millisecond', updated_at = now()
@@ -237,7 +265,13 @@ impl QueueStore for PgStore {
         self.update_one(q, tenant, id, Op::Start, attempt).await
     }
 
-    async fn extend_lease(&self, tenant: &TenantId, id: JobId, attempt: u32, lease: Duration) -> Result<Job> {
+    async fn extend_lease(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<Job> {
         let q = sqlx::query_as(
             "UPDATE jobs SET lease_expires_at = now() + $4 * interval '1 millisecond'
              WHERE id = $1 AND tenant_id = $2 AND attempt = $3 AND state IN (1, 2)
@@ -331,7 +365,9 @@ impl QueueStore for PgStore {
     }
 
     async fn get(&self, tenant: &TenantId, id: JobId) -> Result<Job> {
-        self.fetch(tenant, id).await?.ok_or_else(|| Error::not_found(format_args!("job {id}")))
+        self.fetch(tenant, id)
+            .await?
+            .ok_or_else(|| Error::not_found(format_args!("job {id}")))
     }
 
     async fn list(&self, tenant: &TenantId, filter: &JobFilter) -> Result<Vec<Job>> {
@@ -350,18 +386,26 @@ impl QueueStore for PgStore {
             q.push(" AND kind = ").push_bind(kind.as_str());
         }
         if let Some((k, v)) = &filter.label {
-            q.push(" AND labels @> ").push_bind(serde_json::json!({ k: v }));
+            q.push(" AND labels @> ")
+                .push_bind(serde_json::json!({ k: v }));
         }
         if let Some(after) = filter.after {
             q.push(" AND id < ").push_bind(after.0);
         }
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(filter.limit));
-        let rows: Vec<RawJob> = q.build_query_as().fetch_all(&self.pool).await.map_err(from_sqlx)?;
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit));
+        let rows: Vec<RawJob> = q
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
         into_jobs(rows, false)
     }
 
     async fn stats(&self, tenant: &TenantId, window: Duration) -> Result<Vec<QueueStats>> {
-        let rows: Vec<StatsRow> = sqlx::query_as(STATS).bind(tenant.as_str()).bind(millis(window))
+        let rows: Vec<StatsRow> = sqlx::query_as(STATS)
+            .bind(tenant.as_str())
+            .bind(millis(window))
             .fetch_all(&self.pool)
             .await
             .map_err(from_sqlx)?;
@@ -398,7 +442,11 @@ impl QueueStore for PgStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(from_sqlx).map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)
+            .map(|_| ())
     }
 
     async fn migrations(&self) -> Result<MigrationStatus> {

@@ -59,7 +59,8 @@ impl TryFrom<RawJob> for Job {
 
     fn try_from(r: RawJob) -> Result<Job> {
         let corrupt = |what: &str| Error::internal(format!("corrupt {what} in job {}", r.id));
-        let labels: Labels = serde_json::from_value(r.labels.clone()).map_err(|_| corrupt("labels"))?;
+        let labels: Labels =
+            serde_json::from_value(r.labels.clone()).map_err(|_| corrupt("labels"))?;
         let failures: Vec<JobFailure> =
             serde_json::from_value(r.failures.clone()).map_err(|_| corrupt("failures"))?;
         Ok(Job {
@@ -160,8 +161,14 @@ pub(crate) fn millis(d: Duration) -> i64 {
 
 /// Counts a reaper pass from the states the expired jobs moved to.
 pub(crate) fn reap_report(states: &[i16]) -> ReapReport {
-    let dead = states.iter().filter(|s| **s == JobState::DeadLettered.as_i16()).count() as u64;
-    ReapReport { requeued: states.len() as u64 - dead, dead_lettered: dead }
+    let dead = states
+        .iter()
+        .filter(|s| **s == JobState::DeadLettered.as_i16())
+        .count() as u64;
+    ReapReport {
+        requeued: states.len() as u64 - dead,
+        dead_lettered: dead,
+    }
 }
 
 /// `failed / (completed + failed)`, 0 when both are 0.

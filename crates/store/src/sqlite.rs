@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{QueryBuilder, Sqlite};
 use switchyard_types::{
     ClaimRequest, Error, Job, JobFilter, JobId, JobState, NewJob, Outcome, Priority, QueueStats,
@@ -18,7 +20,7 @@ use switchyard_types::{
 use uuid::Uuid;
 
 use crate::error::{from_migrate, from_sqlx};
-use crate::rows::{db_int, explain_miss, failure_rate, into_jobs, millis, reap_report, Op, RawJob};
+use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis, reap_report};
 use crate::{MigrationStatus, QueueStore};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -135,7 +137,8 @@ impl TryFrom<SqliteJob> for RawJob {
     fn try_from(r: SqliteJob) -> Result<RawJob> {
         let corrupt = |what: &str| Error::internal(format!("corrupt {what} in job {}", r.id));
         let json = |s: &str, what: &str| serde_json::from_str(s).map_err(|_| corrupt(what));
-        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(|| corrupt("instant"));
+        let at =
+            |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(|| corrupt("instant"));
         let opt_at = |ms: Option<i64>| ms.map(at).transpose();
         let small = |n: i64| i32::try_from(n).map_err(|_| corrupt("integer"));
         Ok(RawJob {
@@ -173,7 +176,10 @@ impl TryFrom<SqliteJob> for RawJob {
 }
 
 fn convert(rows: Vec<SqliteJob>, sort_for_claim: bool) -> Result<Vec<Job>> {
-    let raw = rows.into_iter().map(RawJob::try_from).collect::<Result<Vec<_>>>()?;
+    let raw = rows
+        .into_iter()
+        .map(RawJob::try_from)
+        .collect::<Result<Vec<_>>>()?;
     into_jobs(raw, sort_for_claim)
 }
 
@@ -216,7 +222,9 @@ impl QueueStore for SqliteStore {
                     next_tag.entry(key).or_insert(base)
                 }
             };
-            let run_at = job.run_at.map_or(now + millis(job.delay), |t| t.timestamp_millis());
+            let run_at = job
+                .run_at
+                .map_or(now + millis(job.delay), |t| t.timestamp_millis());
             let inserted: Option<SqliteJob> = sqlx::query_as(
                 "INSERT INTO jobs (id, tenant_id, pool, kind, payload, priority, labels, state,
                                    max_attempts, attempt_limit, timeout_ms, run_at, fair_tag,
@@ -251,12 +259,14 @@ impl QueueStore for SqliteStore {
                     *tag += 1;
                     row
                 }
-                None => sqlx::query_as("SELECT * FROM jobs WHERE tenant_id = ? AND idempotency_key = ?")
-                    .bind(job.tenant.as_str())
-                    .bind(job.idempotency_key.as_deref())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?,
+                None => {
+                    sqlx::query_as("SELECT * FROM jobs WHERE tenant_id = ? AND idempotency_key = ?")
+                        .bind(job.tenant.as_str())
+                        .bind(job.idempotency_key.as_deref())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(from_sqlx)?
+                }
             };
             out.push(Job::try_from(RawJob::try_from(row)?)?);
         }
@@ -305,7 +315,13 @@ impl QueueStore for SqliteStore {
         convert(rows, true)
     }
 
-    async fn start(&self, tenant: &TenantId, id: JobId, attempt: u32, lease: Duration) -> Result<Job> {
+    async fn start(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<Job> {
         let now = now_ms();
         let q = sqlx::query_as(
             "UPDATE jobs SET state = 2, started_at = COALESCE(started_at, ?4),
@@ -321,7 +337,13 @@ impl QueueStore for SqliteStore {
         self.update_one(q, tenant, id, Op::Start, attempt).await
     }
 
-    async fn extend_lease(&self, tenant: &TenantId, id: JobId, attempt: u32, lease: Duration) -> Result<Job> {
+    async fn extend_lease(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<Job> {
         let q = sqlx::query_as(
             "UPDATE jobs SET lease_expires_at = ?4
              WHERE id = ?1 AND tenant_id = ?2 AND attempt = ?3 AND state IN (1, 2)
@@ -418,7 +440,9 @@ impl QueueStore for SqliteStore {
     }
 
     async fn get(&self, tenant: &TenantId, id: JobId) -> Result<Job> {
-        self.fetch(tenant, id).await?.ok_or_else(|| Error::not_found(format_args!("job {id}")))
+        self.fetch(tenant, id)
+            .await?
+            .ok_or_else(|| Error::not_found(format_args!("job {id}")))
     }
 
     async fn list(&self, tenant: &TenantId, filter: &JobFilter) -> Result<Vec<Job>> {
@@ -437,14 +461,20 @@ impl QueueStore for SqliteStore {
             q.push(" AND kind = ").push_bind(kind.clone());
         }
         if let Some((k, v)) = &filter.label {
-            q.push(" AND json_extract(labels, ").push_bind(format!("$.\"{k}\""));
+            q.push(" AND json_extract(labels, ")
+                .push_bind(format!("$.\"{k}\""));
             q.push(") = ").push_bind(v.clone());
         }
         if let Some(after) = filter.after {
             q.push(" AND id < ").push_bind(after.to_string());
         }
-        q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(filter.limit));
-        let rows: Vec<SqliteJob> = q.build_query_as().fetch_all(&self.pool).await.map_err(from_sqlx)?;
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(filter.limit));
+        let rows: Vec<SqliteJob> = q
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
         convert(rows, false)
     }
 
@@ -488,12 +518,19 @@ impl QueueStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        let states: Vec<i16> = states.into_iter().filter_map(|s| i16::try_from(s).ok()).collect();
+        let states: Vec<i16> = states
+            .into_iter()
+            .filter_map(|s| i16::try_from(s).ok())
+            .collect();
         Ok(reap_report(&states))
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(from_sqlx).map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)
+            .map(|_| ())
     }
 
     async fn migrations(&self) -> Result<MigrationStatus> {
@@ -504,7 +541,10 @@ impl QueueStore for SqliteStore {
                 .map_err(from_sqlx)?;
         Ok(MigrationStatus {
             known: MIGRATOR.iter().count(),
-            applied: MIGRATOR.iter().filter(|m| applied.contains(&m.version)).count(),
+            applied: MIGRATOR
+                .iter()
+                .filter(|m| applied.contains(&m.version))
+                .count(),
         })
     }
 
@@ -547,7 +587,9 @@ fn aggregate(rows: Vec<StatsRow>, now: i64, since: i64) -> Vec<QueueStats> {
     }
     let mut groups: BTreeMap<(String, std::cmp::Reverse<i64>), Acc> = BTreeMap::new();
     for r in rows {
-        let acc = groups.entry((r.pool.clone(), std::cmp::Reverse(r.priority))).or_default();
+        let acc = groups
+            .entry((r.pool.clone(), std::cmp::Reverse(r.priority)))
+            .or_default();
         let state = i16::try_from(r.state).ok().and_then(JobState::from_i16);
         let recent = |t: Option<i64>| t.is_some_and(|t| t > since);
         match state {
@@ -572,7 +614,10 @@ fn aggregate(rows: Vec<StatsRow>, now: i64, since: i64) -> Vec<QueueStats> {
             acc.stats.failed += 1;
         }
         // A queued job's run_at is its next due time, not the one its last claim waited for.
-        if let Some(c) = r.claimed_at.filter(|c| *c > since && state != Some(JobState::Queued)) {
+        if let Some(c) = r
+            .claimed_at
+            .filter(|c| *c > since && state != Some(JobState::Queued))
+        {
             acc.waits.push(c - r.run_at);
         }
         acc.stats.pool = r.pool;
@@ -584,8 +629,9 @@ fn aggregate(rows: Vec<StatsRow>, now: i64, since: i64) -> Vec<QueueStats> {
             (acc.stats.wait_avg_seconds, acc.stats.wait_p95_seconds) = mean_p95(acc.waits);
             (acc.stats.run_avg_seconds, acc.stats.run_p95_seconds) = mean_p95(acc.runs);
             acc.stats.failure_rate = failure_rate(acc.stats.completed, acc.stats.failed);
-            acc.stats.oldest_queued_age_seconds =
-                acc.oldest_due.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+            acc.stats.oldest_queued_age_seconds = acc
+                .oldest_due
+                .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
             acc.stats
         })
         .collect()

@@ -9,7 +9,11 @@ mod sqlite {
     use super::*;
 
     async fn make() -> Arc<dyn QueueStore> {
-        Arc::new(switchyard_store::sqlite::SqliteStore::connect("sqlite::memory:", true).await.unwrap())
+        Arc::new(
+            switchyard_store::sqlite::SqliteStore::connect("sqlite::memory:", true)
+                .await
+                .unwrap(),
+        )
     }
 
     switchyard_store::store_conformance_suite!(make);
@@ -20,7 +24,11 @@ mod postgres {
 
     async fn make() -> Arc<dyn QueueStore> {
         let url = switchyard_testkit::postgres_database().await;
-        Arc::new(switchyard_store::postgres::PgStore::connect(&url, true).await.unwrap())
+        Arc::new(
+            switchyard_store::postgres::PgStore::connect(&url, true)
+                .await
+                .unwrap(),
+        )
     }
 
     switchyard_store::store_conformance_suite!(make);

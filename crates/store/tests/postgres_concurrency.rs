@@ -18,7 +18,11 @@ async fn store() -> Arc<PgStore> {
 async fn fill(store: &PgStore, n: usize) {
     for _ in 0..n / 1000 {
         store
-            .enqueue((0..1000).map(|_| new_job("t1", "build", Priority::Normal)).collect())
+            .enqueue(
+                (0..1000)
+                    .map(|_| new_job("t1", "build", Priority::Normal))
+                    .collect(),
+            )
             .await
             .unwrap();
     }
@@ -57,9 +61,15 @@ async fn eight_claimers_over_ten_thousand_jobs_claim_each_exactly_once() {
     }
     assert_eq!(seen.len(), 10_000, "every job claimed");
     assert!(seen.values().all(|n| *n == 1), "no job claimed twice");
-    assert!(per_agent.iter().filter(|n| **n > 0).count() >= 2, "claims spread: {per_agent:?}");
+    assert!(
+        per_agent.iter().filter(|n| **n > 0).count() >= 2,
+        "claims spread: {per_agent:?}"
+    );
     let tenant = TenantId::parse("t1").unwrap();
-    let stats = store.stats(&tenant, Duration::from_secs(300)).await.unwrap();
+    let stats = store
+        .stats(&tenant, Duration::from_secs(300))
+        .await
+        .unwrap();
     assert_eq!((stats[0].queued, stats[0].claimed), (0, 10_000));
 }
 
@@ -94,11 +104,17 @@ async fn three_reapers_over_a_thousand_expired_leases_requeue_each_once() {
         total += r.await.unwrap();
     }
     assert_eq!(total, 1000, "each expiry requeued exactly once");
-    let jobs: Vec<(i16, serde_json::Value)> =
-        sqlx::query_as("SELECT state, failures FROM jobs").fetch_all(store.pool()).await.unwrap();
+    let jobs: Vec<(i16, serde_json::Value)> = sqlx::query_as("SELECT state, failures FROM jobs")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
     assert_eq!(jobs.len(), 1000);
     for (state, failures) in jobs {
         assert_eq!(state, JobState::Queued.as_i16());
-        assert_eq!(failures.as_array().map(Vec::len), Some(1), "one failure per expiry");
+        assert_eq!(
+            failures.as_array().map(Vec::len),
+            Some(1),
+            "one failure per expiry"
+        );
     }
 }

@@ -28,7 +28,9 @@ pub fn unique(prefix: &str) -> String {
 pub async fn postgres_database() -> String {
     let admin = postgres_admin_url();
     let name = unique("sy_test_");
-    let mut conn = PgConnection::connect(&admin).await.expect("connect to PostgreSQL (is it running? see scripts/services)");
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("connect to PostgreSQL (is it running? see scripts/services)");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await

@@ -90,7 +90,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), violations: Vec::new(), retry_after: None }
+        Error {
+            kind,
+            message: message.into(),
+            violations: Vec::new(),
+            retry_after: None,
+        }
     }
 
     /// One invalid field.
@@ -107,10 +112,18 @@ impl Error {
             [] => "invalid request".to_owned(),
             [one] => format!("{}: {}", one.field, one.description),
             [first, rest @ ..] => {
-                format!("{}: {} (and {} more)", first.field, first.description, rest.len())
+                format!(
+                    "{}: {} (and {} more)",
+                    first.field,
+                    first.description,
+                    rest.len()
+                )
             }
         };
-        Error { violations, ..Self::new(ErrorKind::InvalidArgument, message) }
+        Error {
+            violations,
+            ..Self::new(ErrorKind::InvalidArgument, message)
+        }
     }
 
     /// The object `what` does not exist for this tenant.
@@ -161,23 +174,37 @@ mod tests {
 
     #[test]
     fn codes_are_unique_snake_case() {
-        let codes: std::collections::BTreeSet<_> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+        let codes: std::collections::BTreeSet<_> =
+            ErrorKind::ALL.iter().map(|k| k.code()).collect();
         assert_eq!(codes.len(), ErrorKind::ALL.len());
-        assert!(codes.iter().all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'))
+        );
     }
 
     #[test]
     fn internal_message_is_hidden() {
         let e = Error::internal("connection to postgres://u:secret@db failed");
         assert_eq!(e.public_message(), "internal error");
-        assert_eq!(Error::not_found("job x").public_message(), "job x not found");
+        assert_eq!(
+            Error::not_found("job x").public_message(),
+            "job x not found"
+        );
     }
 
     #[test]
     fn invalid_fields_message_counts_the_rest() {
         let e = Error::invalid_fields(vec![
-            FieldViolation { field: "pool".into(), description: "is empty".into() },
-            FieldViolation { field: "kind".into(), description: "is empty".into() },
+            FieldViolation {
+                field: "pool".into(),
+                description: "is empty".into(),
+            },
+            FieldViolation {
+                field: "kind".into(),
+                description: "is empty".into(),
+            },
         ]);
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
         assert_eq!(e.message, "pool: is empty (and 1 more)");

@@ -43,7 +43,9 @@ impl fmt::Display for JobId {
 impl FromStr for JobId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        Uuid::parse_str(s).map(JobId).map_err(|_| Error::invalid("id", "is not a valid job id (UUID)"))
+        Uuid::parse_str(s)
+            .map(JobId)
+            .map_err(|_| Error::invalid("id", "is not a valid job id (UUID)"))
     }
 }
 
@@ -62,11 +64,15 @@ impl TenantId {
     pub fn parse(s: &str) -> Result<Self, Error> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(TenantId(s.to_owned()))
         } else {
-            Err(Error::invalid("tenant", "must be 1-64 characters of [a-z0-9_-]"))
+            Err(Error::invalid(
+                "tenant",
+                "must be 1-64 characters of [a-z0-9_-]",
+            ))
         }
     }
 
@@ -406,7 +412,10 @@ mod tests {
         assert!(Priority::Critical > Priority::High && Priority::High > Priority::Normal);
         assert!(Priority::Normal > Priority::Low);
         assert_eq!("high".parse::<Priority>().unwrap(), Priority::High);
-        assert_eq!(" Critical ".parse::<Priority>().unwrap(), Priority::Critical);
+        assert_eq!(
+            " Critical ".parse::<Priority>().unwrap(),
+            Priority::Critical
+        );
         let err = "urgent".parse::<Priority>().unwrap_err();
         assert_eq!(err.violations[0].field, "priority");
         for p in Priority::ALL {
@@ -420,7 +429,10 @@ mod tests {
             let json = serde_json::to_string(s).unwrap();
             assert_eq!(&serde_json::from_str::<JobState>(&json).unwrap(), s);
         }
-        assert_eq!(serde_json::to_string(&JobState::DeadLettered).unwrap(), "\"DEAD_LETTERED\"");
+        assert_eq!(
+            serde_json::to_string(&JobState::DeadLettered).unwrap(),
+            "\"DEAD_LETTERED\""
+        );
         assert!(serde_json::from_str::<JobState>("\"dead_lettered\"").is_ok());
         assert!(serde_json::from_str::<JobState>("\"DONE\"").is_err());
     }
@@ -428,7 +440,14 @@ mod tests {
     #[test]
     fn terminal_states() {
         let terminal: Vec<_> = JobState::ALL.iter().filter(|s| s.is_terminal()).collect();
-        assert_eq!(terminal, [&JobState::Completed, &JobState::DeadLettered, &JobState::Cancelled]);
+        assert_eq!(
+            terminal,
+            [
+                &JobState::Completed,
+                &JobState::DeadLettered,
+                &JobState::Cancelled
+            ]
+        );
     }
 
     #[test]

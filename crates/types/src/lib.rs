@@ -7,7 +7,7 @@ mod principal;
 
 pub use error::{Error, ErrorKind, FieldViolation, Result};
 pub use job::{
-    ClaimRequest, Job, JobFailure, JobFilter, JobId, JobState, Labels, NewJob, Outcome, Page,
-    Priority, QueueStats, ReapReport, TenantId, MAX_BATCH, MAX_PAYLOAD_BYTES,
+    ClaimRequest, Job, JobFailure, JobFilter, JobId, JobState, Labels, MAX_BATCH,
+    MAX_PAYLOAD_BYTES, NewJob, Outcome, Page, Priority, QueueStats, ReapReport, TenantId,
 };
 pub use principal::Principal;
