@@ -213,9 +213,10 @@ impl Queue {
         v.name("pool", &job.pool);
         v.name("kind", &job.kind);
         v.labels("labels", &job.labels);
-        let payload = match job.payload {
-            serde_json::Value::Null => serde_json::Value::Object(Default::default()),
-            other => other,
+        let payload = if job.payload.is_null() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            job.payload
         };
         if serde_json::to_vec(&payload).map_or(usize::MAX, |b| b.len()) > MAX_PAYLOAD_BYTES {
             return Err(None);

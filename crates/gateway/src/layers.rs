@@ -76,33 +76,6 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError(Error::internal(format!("handler panicked: {detail}"))).into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_are_checked() {
-        assert!(is_sane_request_id("abc-123_X.y"));
-        assert!(is_sane_request_id(&"a".repeat(128)));
-        assert!(!is_sane_request_id(""));
-        assert!(!is_sane_request_id(&"a".repeat(129)));
-        assert!(!is_sane_request_id("has space"));
-        assert!(!is_sane_request_id("semi;colon"));
-        assert!(!is_sane_request_id("ümlaut"));
-    }
-
-    #[test]
-    fn panics_become_internal_errors() {
-        let response = panic_response(Box::new("boom"));
-        assert_eq!(
-            response.status(),
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR
-        );
-        let reply = response.extensions().get::<envelope::Reply>().unwrap();
-        assert_eq!(reply.errors[0].message, "internal error");
-    }
-}
-
 /// Declared bodies up to this size are read and discarded before a `413`, so the client (which
 /// is still sending) can read the answer instead of meeting a reset connection.
 pub const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
@@ -134,4 +107,31 @@ pub async fn reject_oversize_body(request: Request, next: Next) -> Response {
         HeaderValue::from_static("close"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(is_sane_request_id("abc-123_X.y"));
+        assert!(is_sane_request_id(&"a".repeat(128)));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id(&"a".repeat(129)));
+        assert!(!is_sane_request_id("has space"));
+        assert!(!is_sane_request_id("semi;colon"));
+        assert!(!is_sane_request_id("ümlaut"));
+    }
+
+    #[test]
+    fn panics_become_internal_errors() {
+        let response = panic_response(Box::new("boom"));
+        assert_eq!(
+            response.status(),
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let reply = response.extensions().get::<envelope::Reply>().unwrap();
+        assert_eq!(reply.errors[0].message, "internal error");
+    }
 }
