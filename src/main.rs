@@ -1,6 +1,7 @@
 //! `switchyard`: the control plane for hybrid CI/CD, one binary. `dev` runs everything on one
 //! machine with no set-up; `serve` runs a production replica; `migrate` applies migrations.
 
+mod bench;
 mod config;
 mod server;
 
@@ -29,6 +30,16 @@ enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations and exit (Helm hook, operators). Safe to run concurrently.
     Migrate(StoreArgs),
+    /// Benchmarks that print figures (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Batch enqueue, claim + complete with concurrent workers, and idle wake-up latency, over
+    /// real gRPC against a real database.
+    Queue(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +119,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             };
             Ok(server::run(plan).await?)
         }
+        Command::Bench(BenchCommand::Queue(args)) => Ok(bench::run(args).await?),
         Command::Migrate(args) => {
             let url = args
                 .database_url

@@ -233,14 +233,15 @@ impl Queue {
         if let Some(key) = &job.idempotency_key {
             v.key("idempotency_key", key, 255);
         }
-        if let Some(key) = &job.concurrency_key {
-            v.key("concurrency_key", key, 255);
+        // Concurrency keys are stored by the schema but not yet enforced by the claim, so they
+        // are refused rather than silently ignored.
+        if job.concurrency_key.is_some() {
+            v.add("concurrency_key", "is not supported yet");
         }
-        let concurrency_limit = job.concurrency_limit.unwrap_or(1);
-        v.range("concurrency_limit", concurrency_limit.into(), 1, 10_000);
-        if job.concurrency_limit.is_some() && job.concurrency_key.is_none() {
-            v.add("concurrency_limit", "needs a concurrency_key");
+        if job.concurrency_limit.is_some() {
+            v.add("concurrency_limit", "is not supported yet");
         }
+        let concurrency_limit = 1;
         if !v.is_empty() {
             return Err(Some(v));
         }

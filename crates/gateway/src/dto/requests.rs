@@ -45,9 +45,9 @@ pub struct JobSpec {
     pub delay_seconds: Option<u64>,
     /// Enqueueing again with the same key returns the first job.
     pub idempotency_key: Option<String>,
-    /// At most `concurrency_limit` jobs with this key are claimed or running at once.
+    /// Reserved (not enforced yet): setting it is a 400 "not supported yet".
     pub concurrency_key: Option<String>,
-    /// Default 1; only with a `concurrency_key`.
+    /// Reserved with `concurrency_key`; setting it is a 400 for now.
     pub concurrency_limit: Option<u32>,
 }
 
