@@ -12,6 +12,7 @@ use switchyard_types::{
     Result, TenantId,
 };
 
+mod batch;
 pub mod conformance;
 mod error;
 pub mod postgres;

@@ -2,6 +2,7 @@
 //! is one conditional `UPDATE … WHERE attempt = $n`, and every instant is the server's `now()`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use switchyard_types::{
 };
 use uuid::Uuid;
 
+use crate::batch::Batcher;
 use crate::error::{from_migrate, from_sqlx};
 use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis, reap_report};
 use crate::{MigrationStatus, QueueStore};
@@ -23,7 +25,23 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Successful completions, group-committed (the hot path of every finished job).
+    successes: Arc<Batcher<Success, Job>>,
 }
+
+/// One successful completion waiting for its batch.
+#[derive(Debug)]
+struct Success {
+    tenant: TenantId,
+    id: JobId,
+    attempt: u32,
+    exit_code: Option<i32>,
+    result: Option<serde_json::Value>,
+}
+
+/// Completions per statement, and statements in flight at once.
+const BATCH_MAX: usize = 512;
+const BATCHES_IN_FLIGHT: usize = 4;
 
 impl PgStore {
     /// Connects (pool of up to 32 connections) and, when `migrate` is set, applies the embedded
@@ -46,7 +64,14 @@ impl PgStore {
         if migrate {
             MIGRATOR.run(&pool).await.map_err(from_migrate)?;
         }
-        Ok(PgStore { pool })
+        let batch_pool = pool.clone();
+        let successes = Batcher::spawn(BATCH_MAX, BATCHES_IN_FLIGHT, move |batch| {
+            complete_successes(batch_pool.clone(), batch)
+        });
+        Ok(PgStore {
+            pool,
+            successes: Arc::new(successes),
+        })
     }
 
     /// The connection pool, for tests and tools that need raw SQL.
@@ -55,14 +80,7 @@ impl PgStore {
     }
 
     async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
-        sqlx::query_as::<_, RawJob>("SELECT * FROM jobs WHERE id = $1 AND tenant_id = $2")
-            .bind(id.0)
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlx)?
-            .map(Job::try_from)
-            .transpose()
+        fetch(&self.pool, tenant, id).await
     }
 
     /// Runs a conditional update returning the row; explains a miss.
@@ -79,6 +97,63 @@ impl PgStore {
             None => Err(explain_miss(id, self.fetch(tenant, id).await?, op, attempt)),
         }
     }
+}
+
+async fn fetch(pool: &PgPool, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
+    sqlx::query_as::<_, RawJob>("SELECT * FROM jobs WHERE id = $1 AND tenant_id = $2")
+        .bind(id.0)
+        .bind(tenant.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(from_sqlx)?
+        .map(Job::try_from)
+        .transpose()
+}
+
+/// Completes a batch of successes in one conditional `UPDATE … FROM UNNEST(…)`; a request whose
+/// row did not match (stale attempt, wrong state, unknown) is explained one by one.
+async fn complete_successes(pool: PgPool, batch: Vec<Success>) -> Vec<Result<Job>> {
+    let rows: std::result::Result<Vec<RawJob>, Error> = sqlx::query_as(
+        "UPDATE jobs j SET state = 3, finished_at = now(), exit_code = u.exit_code,
+             result = u.result, lease_expires_at = NULL, updated_at = now()
+         FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::int[], $5::jsonb[])
+              AS u(id, tenant_id, attempt, exit_code, result)
+         WHERE j.id = u.id AND j.tenant_id = u.tenant_id AND j.attempt = u.attempt
+           AND j.state IN (1, 2)
+         RETURNING j.*",
+    )
+    .bind(batch.iter().map(|s| s.id.0).collect::<Vec<_>>())
+    .bind(batch.iter().map(|s| s.tenant.as_str()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|s| db_int(s.attempt)).collect::<Vec<_>>())
+    .bind(batch.iter().map(|s| s.exit_code).collect::<Vec<_>>())
+    .bind(batch.iter().map(|s| s.result.clone()).collect::<Vec<_>>())
+    .fetch_all(&pool)
+    .await
+    .map_err(from_sqlx);
+    let mut updated: HashMap<Uuid, RawJob> = match rows {
+        Ok(rows) => rows.into_iter().map(|r| (r.id, r)).collect(),
+        Err(e) => return batch.iter().map(|_| Err(e.clone())).collect(),
+    };
+    let mut out = Vec::with_capacity(batch.len());
+    for s in &batch {
+        // A row answers the first request for its id and attempt; a duplicate is explained.
+        let matches = updated
+            .get(&s.id.0)
+            .is_some_and(|r| r.attempt == db_int(s.attempt));
+        let row = if matches {
+            updated.remove(&s.id.0)
+        } else {
+            None
+        };
+        out.push(match row {
+            Some(row) => Job::try_from(row),
+            None => match fetch(&pool, &s.tenant, s.id).await {
+                Ok(current) => Err(explain_miss(s.id, current, Op::Complete, s.attempt)),
+                Err(e) => Err(e),
+            },
+        });
+    }
+    out
 }
 
 /// The first fair tag for `tenant`'s next jobs in (pool, priority): level with the head of the
@@ -293,17 +368,16 @@ impl QueueStore for PgStore {
         retry_delay: Duration,
     ) -> Result<Job> {
         let q = match outcome {
-            Outcome::Succeeded { exit_code, result } => sqlx::query_as(
-                "UPDATE jobs SET state = 3, finished_at = now(), exit_code = $4, result = $5,
-                     lease_expires_at = NULL, updated_at = now()
-                 WHERE id = $1 AND tenant_id = $2 AND attempt = $3 AND state IN (1, 2)
-                 RETURNING *",
-            )
-            .bind(id.0)
-            .bind(tenant.as_str())
-            .bind(db_int(attempt))
-            .bind(*exit_code)
-            .bind(result.clone()),
+            Outcome::Succeeded { exit_code, result } => {
+                let success = Success {
+                    tenant: tenant.clone(),
+                    id,
+                    attempt,
+                    exit_code: *exit_code,
+                    result: result.clone(),
+                };
+                return self.successes.submit(success).await;
+            }
             Outcome::Failed { exit_code, error } => sqlx::query_as(
                 "UPDATE jobs SET
                      state = CASE WHEN attempt >= attempt_limit THEN 4 ELSE 0 END,
