@@ -129,20 +129,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 if jobs.is_empty() {
                     return anyhow::Ok(done);
                 }
-                for job in jobs {
+                // Like an agent with `claim_batch` slots, a worker finishes its jobs concurrently.
+                let completions = jobs.into_iter().map(|job| {
+                    let mut client = client.clone();
                     let outcome = pb::complete_job_request::Outcome::Succeeded(
                         pb::complete_job_request::Succeeded {
                             exit_code: Some(0),
                             result: None,
                         },
                     );
-                    client
-                        .complete_job(pb::CompleteJobRequest {
-                            job_id: job.id,
-                            attempt: job.attempt,
-                            outcome: Some(outcome),
-                        })
-                        .await?;
+                    let request = pb::CompleteJobRequest {
+                        job_id: job.id,
+                        attempt: job.attempt,
+                        outcome: Some(outcome),
+                    };
+                    async move { client.complete_job(request).await }
+                });
+                for result in futures::future::join_all(completions).await {
+                    result?;
                     done += 1;
                 }
             }
