@@ -3,5 +3,6 @@
 
 mod config;
 mod grpc;
+mod promises;
 mod rest;
 mod support;

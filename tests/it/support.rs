@@ -43,17 +43,28 @@ pub enum Db {
     Sqlite,
 }
 
-impl Server {
-    /// `switchyard serve` on ephemeral ports over a fresh database, with `extra` env vars.
-    pub async fn start(db: Db, extra: &[(&str, &str)]) -> Server {
-        let url = match db {
+impl Db {
+    /// A fresh, empty database of this kind.
+    pub async fn fresh_url(&self) -> String {
+        match self {
             Db::Postgres => switchyard_testkit::postgres_database().await,
             Db::Sqlite => {
                 let dir = std::env::temp_dir().join(switchyard_testkit::unique("sy-it-"));
                 std::fs::create_dir_all(&dir).unwrap();
                 format!("sqlite://{}", dir.join("db.sqlite").display())
             }
-        };
+        }
+    }
+}
+
+impl Server {
+    /// `switchyard serve` on ephemeral ports over a fresh database, with `extra` env vars.
+    pub async fn start(db: Db, extra: &[(&str, &str)]) -> Server {
+        Self::start_on(&db.fresh_url().await, extra).await
+    }
+
+    /// `switchyard serve` on ephemeral ports over the database at `url`.
+    pub async fn start_on(url: &str, extra: &[(&str, &str)]) -> Server {
         let mut cmd = binary();
         cmd.args([
             "serve",
@@ -106,6 +117,12 @@ impl Server {
     /// `http://host:port{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// Kills the process with SIGKILL: no drain, no goodbye.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
