@@ -22,7 +22,8 @@ macro_rules! store_conformance_suite {
             claim_sets_lease_and_bumps_attempt, every_state_and_operation,
             stale_attempts_conflict_and_change_nothing, failures_retry_then_dead_letter_then_redrive,
             reaper_requeues_then_dead_letters_poison_jobs, tenants_are_isolated,
-            list_filters_and_pages, stats_count_states_and_windows, ping_and_migrations);
+            list_filters_and_pages, stats_count_states_and_windows, ping_and_migrations,
+            concurrency_keys_limit_running_jobs, tenant_limits_cap_running_jobs);
     };
     (@each $make:path, $($check:ident),+ $(,)?) => {
         $(
@@ -716,4 +717,126 @@ pub async fn ping_and_migrations(store: &dyn QueueStore) {
     let m = store.migrations().await.unwrap();
     assert!(m.known >= 1 && m.is_current(), "{m:?}");
     assert!(matches!(store.backend(), "postgres" | "sqlite"));
+}
+
+/// At most `concurrency_limit` jobs of one (tenant, key) are claimed or running; jobs over the
+/// limit wait without hiding other work, and a finished one frees its slot.
+pub async fn concurrency_keys_limit_running_jobs(store: &dyn QueueStore) {
+    let t = tenant("t1");
+    let keyed = |limit| {
+        let mut j = new_job("t1", "build", Priority::High);
+        j.concurrency_key = Some("prod-db".into());
+        j.concurrency_limit = limit;
+        j
+    };
+    let first = store
+        .enqueue(vec![keyed(2), keyed(2), keyed(2)])
+        .await
+        .unwrap();
+    let other_tenant = {
+        let mut j = keyed(2);
+        j.tenant = tenant("t2");
+        one(store, j).await
+    };
+    let plain = one(store, new_job("t1", "build", Priority::Low)).await;
+    let claimed: std::collections::BTreeSet<_> = store
+        .claim(None, &claim_req("build", 10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    let want = [first[0].id, first[1].id, other_tenant.id, plain.id]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        claimed, want,
+        "two of t1's key, t2's own key, and the unkeyed job"
+    );
+    assert!(
+        store
+            .claim(None, &claim_req("build", 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the third waits"
+    );
+    let lease = Duration::from_secs(30);
+    store
+        .complete(&t, first[0].id, 1, &succeeded(), lease)
+        .await
+        .unwrap();
+    let next = store.claim(None, &claim_req("build", 10)).await.unwrap();
+    assert_eq!(next.iter().map(|j| j.id).collect::<Vec<_>>(), [first[2].id]);
+    // A failure (retry) and a cancel free slots too.
+    store
+        .complete(&t, first[1].id, 1, &failed("x"), Duration::ZERO)
+        .await
+        .unwrap();
+    store.cancel(&t, first[2].id).await.unwrap();
+    let again = store.claim(None, &claim_req("build", 10)).await.unwrap();
+    assert_eq!(
+        again.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [first[1].id]
+    );
+}
+
+/// A tenant's `max_running` caps its claimed and running jobs; other tenants are not affected;
+/// removing the cap releases the rest.
+pub async fn tenant_limits_cap_running_jobs(store: &dyn QueueStore) {
+    let t = tenant("capped");
+    assert_eq!(store.tenant_limit(&t).await.unwrap(), None);
+    store.set_tenant_limit(&t, Some(2)).await.unwrap();
+    assert_eq!(store.tenant_limit(&t).await.unwrap(), Some(2));
+    let capped = store
+        .enqueue(
+            (0..5)
+                .map(|_| new_job("capped", "build", Priority::High))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let free = store
+        .enqueue(
+            (0..2)
+                .map(|_| new_job("free", "build", Priority::Low))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let claimed = store.claim(None, &claim_req("build", 10)).await.unwrap();
+    let ids: Vec<_> = claimed.iter().map(|j| j.id).collect();
+    assert_eq!(ids, [capped[0].id, capped[1].id, free[0].id, free[1].id]);
+    let lease = Duration::from_secs(30);
+    store.start(&t, capped[0].id, 1, lease).await.unwrap();
+    assert!(
+        store
+            .claim(None, &claim_req("build", 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed and running both count"
+    );
+    store
+        .complete(&t, capped[0].id, 1, &succeeded(), lease)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim(None, &claim_req("build", 10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store.set_tenant_limit(&t, None).await.unwrap();
+    assert_eq!(
+        store
+            .claim(None, &claim_req("build", 10))
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "no cap: the rest"
+    );
 }

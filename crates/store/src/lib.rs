@@ -15,6 +15,8 @@ use switchyard_types::{
 mod batch;
 pub mod conformance;
 mod error;
+#[macro_use]
+mod limits;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -105,6 +107,13 @@ pub trait QueueStore: Send + Sync + 'static {
     /// whose lease expired in `CLAIMED` or `RUNNING`; an expiry counts as a failed attempt.
     /// Safe when several replicas run it at once: each expiry is handled exactly once.
     async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<ReapReport>;
+
+    /// Caps how many of the tenant's jobs may be claimed or running at once (`None`: no cap).
+    /// The claim enforces it atomically, across replicas.
+    async fn set_tenant_limit(&self, tenant: &TenantId, max_running: Option<u32>) -> Result<()>;
+
+    /// The tenant's cap on claimed or running jobs, if any.
+    async fn tenant_limit(&self, tenant: &TenantId) -> Result<Option<u32>>;
 
     /// A cheap round trip to the database.
     async fn ping(&self) -> Result<()>;

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::batch::Batcher;
 use crate::error::{from_migrate, from_sqlx};
+use crate::limits::{Candidate, Running, lock_names};
 use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis, reap_report};
 use crate::{MigrationStatus, QueueStore};
 
@@ -81,6 +82,58 @@ impl PgStore {
 
     async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
         fetch(&self.pool, tenant, id).await
+    }
+
+    /// Claims the candidates a running limit applies to: under the limits' advisory locks (taken
+    /// in one global order), counts what runs now with a fresh snapshot, takes what fits.
+    async fn claim_limited(
+        &self,
+        deferred: Vec<ClaimRow>,
+        req: &ClaimRequest,
+    ) -> Result<Vec<RawJob>> {
+        let mut candidates: Vec<Candidate> = deferred
+            .into_iter()
+            .map(|r| Candidate {
+                id: r.job.id,
+                tenant_id: r.job.tenant_id,
+                concurrency_key: r.job.concurrency_key,
+                concurrency_limit: i64::from(r.job.concurrency_limit),
+                max_running: r.max_running.map(i64::from),
+            })
+            .collect();
+        candidates.dedup_by_key(|c| c.id);
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        for name in lock_names(&candidates) {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+        }
+        let tenants: Vec<&str> = candidates.iter().map(|c| c.tenant_id.as_str()).collect();
+        let counts: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+            "SELECT tenant_id, concurrency_key, count(*) FROM jobs
+             WHERE state IN (1, 2) AND tenant_id = ANY($1)
+             GROUP BY tenant_id, concurrency_key",
+        )
+        .bind(&tenants)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        let mut running = Running::default();
+        for (tenant, key, n) in &counts {
+            running.add(tenant, key.as_deref(), *n);
+        }
+        let chosen = running.choose(&candidates, req.max_jobs as usize);
+        let rows: Vec<RawJob> = sqlx::query_as(CLAIM_CHOSEN)
+            .bind(&chosen)
+            .bind(&req.agent_id)
+            .bind(millis(req.lease))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(rows)
     }
 
     /// Runs a conditional update returning the row; explains a miss.
@@ -154,6 +207,66 @@ async fn complete_successes(pool: PgPool, batch: Vec<Success>) -> Vec<Result<Job
         });
     }
     out
+}
+
+/// Sets a claimed job's columns, given the placeholders of the agent and of the lease in
+/// milliseconds.
+macro_rules! claim_set {
+    ($agent:literal, $lease:literal) => {
+        concat!(
+            "state = 1, attempt = j.attempt + 1, claimed_by = ",
+            $agent,
+            ", claimed_at = now(), lease_expires_at = now() + ",
+            $lease,
+            " * interval '1 millisecond', started_at = NULL, updated_at = now()"
+        )
+    };
+}
+
+/// The claim: one statement that takes the first `$4` due jobs of the pool in claim order and
+/// claims those no running limit applies to. Jobs under a limit are returned `deferred` (with
+/// their tenant's `max_running`) for [`PgStore::claim_limited`]; jobs whose limit is visibly
+/// reached are not picked at all, so they never hide claimable work behind them.
+const CLAIM: &str = concat!(
+    "WITH picked AS (
+         SELECT j.id, l.max_running,
+                (j.concurrency_key IS NOT NULL OR l.max_running IS NOT NULL) AS constrained
+         FROM jobs j LEFT JOIN tenant_limits l ON l.tenant_id = j.tenant_id
+         WHERE j.state = 0 AND j.pool = $1 AND j.run_at <= now()
+           AND ($2::text IS NULL OR j.tenant_id = $2)
+           AND j.labels <@ $3::jsonb
+           AND ",
+    under_limits!(),
+    "
+         ORDER BY j.priority DESC, j.fair_tag, j.seq
+         LIMIT $4
+         FOR UPDATE OF j SKIP LOCKED),
+     claimed AS (
+         UPDATE jobs j SET ",
+    claim_set!("$5", "$6"),
+    "
+         FROM picked p WHERE j.id = p.id AND NOT p.constrained
+         RETURNING j.*)
+     SELECT claimed.*, false AS deferred, NULL::int AS max_running FROM claimed
+     UNION ALL
+     SELECT j.*, true AS deferred, p.max_running FROM jobs j JOIN picked p ON p.id = j.id
+     WHERE p.constrained"
+);
+
+/// Claims the chosen ids (`$1`) that are still queued, for agent `$2` with a `$3` ms lease.
+const CLAIM_CHOSEN: &str = concat!(
+    "UPDATE jobs j SET ",
+    claim_set!("$2", "$3"),
+    " WHERE j.id = ANY($1) AND j.state = 0 RETURNING j.*"
+);
+
+/// A row of [`CLAIM`].
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    #[sqlx(flatten)]
+    job: RawJob,
+    deferred: bool,
+    max_running: Option<i32>,
 }
 
 /// The first fair tag for `tenant`'s next jobs in (pool, priority): level with the head of the
@@ -292,32 +405,22 @@ impl QueueStore for PgStore {
     }
 
     async fn claim(&self, tenant: Option<&TenantId>, req: &ClaimRequest) -> Result<Vec<Job>> {
-        let rows: Vec<RawJob> = sqlx::query_as(
-            "WITH picked AS (
-                 SELECT id FROM jobs
-                 WHERE state = 0 AND pool = $1 AND run_at <= now()
-                   AND ($2::text IS NULL OR tenant_id = $2)
-                   AND labels <@ $3::jsonb
-                 ORDER BY priority DESC, fair_tag, seq
-                 LIMIT $4
-                 FOR UPDATE SKIP LOCKED)
-             UPDATE jobs j
-             SET state = 1, attempt = j.attempt + 1, claimed_by = $5, claimed_at = now(),
-                 lease_expires_at = now() + $6 * interval '1 millisecond',
-                 started_at = NULL, updated_at = now()
-             FROM picked WHERE j.id = picked.id
-             RETURNING j.*",
-        )
-        .bind(&req.pool)
-        .bind(tenant.map(TenantId::as_str))
-        .bind(serde_json::json!(req.labels))
-        .bind(i64::from(req.max_jobs))
-        .bind(&req.agent_id)
-        .bind(millis(req.lease))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
-        into_jobs(rows, true)
+        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
+            .bind(&req.pool)
+            .bind(tenant.map(TenantId::as_str))
+            .bind(serde_json::json!(req.labels))
+            .bind(i64::from(req.max_jobs))
+            .bind(&req.agent_id)
+            .bind(millis(req.lease))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        let (deferred, claimed): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.deferred);
+        let mut jobs: Vec<RawJob> = claimed.into_iter().map(|r| r.job).collect();
+        if !deferred.is_empty() {
+            jobs.extend(self.claim_limited(deferred, req).await?);
+        }
+        into_jobs(jobs, true)
     }
 
     async fn start(
@@ -513,6 +616,31 @@ impl QueueStore for PgStore {
         .await
         .map_err(from_sqlx)?;
         Ok(reap_report(&states))
+    }
+
+    async fn set_tenant_limit(&self, tenant: &TenantId, max_running: Option<u32>) -> Result<()> {
+        let q = match max_running {
+            Some(n) => sqlx::query(
+                "INSERT INTO tenant_limits (tenant_id, max_running) VALUES ($1, $2)
+                 ON CONFLICT (tenant_id) DO UPDATE SET max_running = excluded.max_running",
+            )
+            .bind(tenant.as_str())
+            .bind(db_int(n)),
+            None => {
+                sqlx::query("DELETE FROM tenant_limits WHERE tenant_id = $1").bind(tenant.as_str())
+            }
+        };
+        q.execute(&self.pool).await.map_err(from_sqlx).map(|_| ())
+    }
+
+    async fn tenant_limit(&self, tenant: &TenantId) -> Result<Option<u32>> {
+        let n: Option<i32> =
+            sqlx::query_scalar("SELECT max_running FROM tenant_limits WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+        Ok(n.and_then(|n| u32::try_from(n).ok()))
     }
 
     async fn ping(&self) -> Result<()> {

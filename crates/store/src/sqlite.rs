@@ -20,6 +20,7 @@ use switchyard_types::{
 use uuid::Uuid;
 
 use crate::error::{from_migrate, from_sqlx};
+use crate::limits::{Candidate, Running};
 use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis, reap_report};
 use crate::{MigrationStatus, QueueStore};
 
@@ -197,8 +198,9 @@ const BASE_TAG: &str = "
             0))";
 
 /// Whether every label of the job (`jobs.labels`) is carried, equal, by the agent (`?N`).
-const LABELS_CARRIED: &str = "NOT EXISTS (SELECT 1 FROM json_each(jobs.labels) l
-    WHERE json_extract(?5, '$.\"' || l.key || '\"') IS NOT l.value)";
+const LABELS_CARRIED: &str = "NOT EXISTS (SELECT 1 FROM json_each(j.labels) lbl
+    WHERE json_extract(?5, '$.\"' || lbl.key || '\"') IS NOT lbl.value)";
+const UNDER_LIMITS: &str = under_limits!();
 
 #[async_trait]
 impl QueueStore for SqliteStore {
@@ -290,28 +292,76 @@ impl QueueStore for SqliteStore {
 
     async fn claim(&self, tenant: Option<&TenantId>, req: &ClaimRequest) -> Result<Vec<Job>> {
         let now = now_ms();
+        // One transaction on the one connection: counting and claiming cannot interleave.
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
         let sql = format!(
-            "UPDATE jobs SET state = 1, attempt = attempt + 1, claimed_by = ?1, claimed_at = ?2,
-                 lease_expires_at = ?2 + ?3, started_at = NULL, updated_at = ?2
-             WHERE id IN (
-                 SELECT id FROM jobs
-                 WHERE state = 0 AND pool = ?4 AND run_at <= ?2
-                   AND (?6 IS NULL OR tenant_id = ?6) AND {LABELS_CARRIED}
-                 ORDER BY priority DESC, fair_tag, seq
-                 LIMIT ?7)
-             RETURNING *"
+            "SELECT j.id, j.tenant_id, j.concurrency_key, j.concurrency_limit, l.max_running
+             FROM jobs j LEFT JOIN tenant_limits l ON l.tenant_id = j.tenant_id
+             WHERE j.state = 0 AND j.pool = ?1 AND j.run_at <= ?2
+               AND (?3 IS NULL OR j.tenant_id = ?3) AND {LABELS_CARRIED} AND {UNDER_LIMITS}
+             ORDER BY j.priority DESC, j.fair_tag, j.seq
+             LIMIT ?4"
         );
-        let rows: Vec<SqliteJob> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&req.agent_id)
-            .bind(now)
-            .bind(millis(req.lease))
-            .bind(&req.pool)
-            .bind(to_json(&req.labels))
-            .bind(tenant.map(TenantId::as_str))
-            .bind(i64::from(req.max_jobs))
-            .fetch_all(&self.pool)
+        let rows: Vec<(String, String, Option<String>, i64, Option<i64>)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&req.pool)
+                .bind(now)
+                .bind(tenant.map(TenantId::as_str))
+                .bind(i64::from(req.max_jobs) * 4)
+                .bind(to_json(&req.labels))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+        let candidates = rows
+            .into_iter()
+            .map(
+                |(id, tenant_id, concurrency_key, concurrency_limit, max_running)| {
+                    Ok(Candidate {
+                        id: Uuid::parse_str(&id).map_err(|_| Error::internal("corrupt job id"))?,
+                        tenant_id,
+                        concurrency_key,
+                        concurrency_limit,
+                        max_running,
+                    })
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
+        let mut running = Running::default();
+        if candidates.iter().any(Candidate::is_constrained) {
+            let counts: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+                "SELECT tenant_id, concurrency_key, count(*) FROM jobs
+                 WHERE state IN (1, 2) AND tenant_id IN (SELECT value FROM json_each(?1))
+                 GROUP BY tenant_id, concurrency_key",
+            )
+            .bind(to_json(
+                &candidates.iter().map(|c| &c.tenant_id).collect::<Vec<_>>(),
+            ))
+            .fetch_all(&mut *tx)
             .await
             .map_err(from_sqlx)?;
+            for (tenant, key, n) in &counts {
+                running.add(tenant, key.as_deref(), *n);
+            }
+        }
+        let chosen: Vec<String> = running
+            .choose(&candidates, req.max_jobs as usize)
+            .iter()
+            .map(Uuid::to_string)
+            .collect();
+        let rows: Vec<SqliteJob> = sqlx::query_as(
+            "UPDATE jobs SET state = 1, attempt = attempt + 1, claimed_by = ?1, claimed_at = ?2,
+                 lease_expires_at = ?2 + ?3, started_at = NULL, updated_at = ?2
+             WHERE id IN (SELECT value FROM json_each(?4))
+             RETURNING *",
+        )
+        .bind(&req.agent_id)
+        .bind(now)
+        .bind(millis(req.lease))
+        .bind(to_json(&chosen))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
         convert(rows, true)
     }
 
@@ -523,6 +573,31 @@ impl QueueStore for SqliteStore {
             .filter_map(|s| i16::try_from(s).ok())
             .collect();
         Ok(reap_report(&states))
+    }
+
+    async fn set_tenant_limit(&self, tenant: &TenantId, max_running: Option<u32>) -> Result<()> {
+        let q = match max_running {
+            Some(n) => sqlx::query(
+                "INSERT INTO tenant_limits (tenant_id, max_running) VALUES (?1, ?2)
+                 ON CONFLICT (tenant_id) DO UPDATE SET max_running = excluded.max_running",
+            )
+            .bind(tenant.as_str())
+            .bind(db_int(n)),
+            None => {
+                sqlx::query("DELETE FROM tenant_limits WHERE tenant_id = ?1").bind(tenant.as_str())
+            }
+        };
+        q.execute(&self.pool).await.map_err(from_sqlx).map(|_| ())
+    }
+
+    async fn tenant_limit(&self, tenant: &TenantId) -> Result<Option<u32>> {
+        let n: Option<i32> =
+            sqlx::query_scalar("SELECT max_running FROM tenant_limits WHERE tenant_id = ?1")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+        Ok(n.and_then(|n| u32::try_from(n).ok()))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -180,3 +180,47 @@ async fn concurrent_completions_each_get_their_own_answer() {
             .unwrap();
     assert_eq!(done, 2000);
 }
+
+/// Eight claimers racing over keyed jobs and a capped tenant never exceed either limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_claimers_never_exceed_running_limits() {
+    let store = store().await;
+    let capped = TenantId::parse("capped").unwrap();
+    store.set_tenant_limit(&capped, Some(4)).await.unwrap();
+    let mut jobs: Vec<_> = (0..200)
+        .map(|i| {
+            let mut j = new_job("t1", "build", Priority::Normal);
+            j.concurrency_key = Some(format!("key-{}", i % 2));
+            j.concurrency_limit = 3;
+            j
+        })
+        .collect();
+    jobs.extend((0..200).map(|_| new_job("capped", "build", Priority::Normal)));
+    store.enqueue(jobs).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|agent| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut req = claim_req("build", 3);
+                req.agent_id = format!("agent-{agent}");
+                let mut mine = Vec::new();
+                for _ in 0..20 {
+                    mine.extend(store.claim(None, &req).await.unwrap());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut per_key: HashMap<String, usize> = HashMap::new();
+    for t in tasks {
+        for job in t.await.unwrap() {
+            let group = job
+                .concurrency_key
+                .unwrap_or_else(|| job.tenant.to_string());
+            *per_key.entry(group).or_default() += 1;
+        }
+    }
+    assert_eq!(per_key.get("key-0"), Some(&3), "{per_key:?}");
+    assert_eq!(per_key.get("key-1"), Some(&3), "{per_key:?}");
+    assert_eq!(per_key.get("capped"), Some(&4), "{per_key:?}");
+}
