@@ -257,6 +257,13 @@ async fn bad_input_gets_the_envelope_and_changes_nothing() {
             None,
         ),
         (
+            "concurrency limit without a key",
+            c.post(&jobs)
+                .json(&json!({"pool": "p", "kind": "k", "concurrency_limit": 2})),
+            400,
+            Some("concurrency_limit"),
+        ),
+        (
             "empty batch",
             c.post(&jobs).json(&json!({"jobs": []})),
             400,
@@ -336,4 +343,48 @@ async fn bad_input_gets_the_envelope_and_changes_nothing() {
     }
     let (_, body, _) = send(c.get(&jobs)).await;
     assert_eq!(body["data"], json!([]), "bad input changed the database");
+}
+
+/// The tenant running limit and concurrency keys, end to end over REST.
+#[tokio::test]
+async fn running_limits_over_rest() {
+    let s = Server::start(Db::Postgres, &[]).await;
+    let c = &s.client;
+    let limits = s.url("/api/queue/limits");
+    let (status, body, _) = send(c.get(&limits)).await;
+    assert_eq!(
+        (status, &body["data"]),
+        (200, &json!({"max_running": null}))
+    );
+    let (status, body, _) = send(c.put(&limits).json(&json!({"max_running": 0}))).await;
+    assert_eq!(
+        (status, body["errors"][0]["field"].as_str()),
+        (400, Some("max_running")),
+        "{body}"
+    );
+    let (status, body, _) = send(c.put(&limits).json(&json!({"max_running": 2}))).await;
+    assert_eq!((status, &body["data"]), (200, &json!({"max_running": 2})));
+
+    let keyed = json!({"pool": "p", "kind": "k", "concurrency_key": "db"});
+    let batch =
+        json!({"jobs": [keyed, keyed, {"pool": "p", "kind": "k"}, {"pool": "p", "kind": "k"}]});
+    let (status, _, _) = send(c.post(s.url("/api/queue/jobs")).json(&batch)).await;
+    assert_eq!(status, 201);
+    let claim = json!({"agent_id": "a", "pool": "p", "max_jobs": 10});
+    let (_, body, _) = send(c.post(s.url("/api/queue/claim")).json(&claim)).await;
+    let got = body["data"].as_array().unwrap();
+    assert_eq!(got.len(), 2, "tenant cap of 2: {body}");
+    assert_eq!(
+        got.iter().filter(|j| j["concurrency_key"] == "db").count(),
+        1,
+        "one per key: {body}"
+    );
+
+    let (_, _, _) = send(c.put(&limits).json(&json!({"max_running": null}))).await;
+    let (_, body, _) = send(c.post(s.url("/api/queue/claim")).json(&claim)).await;
+    assert_eq!(
+        body["data"].as_array().unwrap().len(),
+        1,
+        "cap removed; the second keyed job still waits: {body}"
+    );
 }

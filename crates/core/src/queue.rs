@@ -233,15 +233,14 @@ impl Queue {
         if let Some(key) = &job.idempotency_key {
             v.key("idempotency_key", key, 255);
         }
-        // Concurrency keys are stored by the schema but not yet enforced by the claim, so they
-        // are refused rather than silently ignored.
-        if job.concurrency_key.is_some() {
-            v.add("concurrency_key", "is not supported yet");
+        if let Some(key) = &job.concurrency_key {
+            v.key("concurrency_key", key, 255);
         }
-        if job.concurrency_limit.is_some() {
-            v.add("concurrency_limit", "is not supported yet");
+        let concurrency_limit = job.concurrency_limit.unwrap_or(1);
+        v.range("concurrency_limit", concurrency_limit.into(), 1, 10_000);
+        if job.concurrency_limit.is_some() && job.concurrency_key.is_none() {
+            v.add("concurrency_limit", "needs a concurrency_key");
         }
-        let concurrency_limit = 1;
         if !v.is_empty() {
             return Err(Some(v));
         }
@@ -466,6 +465,29 @@ impl Queue {
         self.store
             .stats(&who.tenant, self.config.stats_window)
             .await
+    }
+
+    /// The caller's tenant's cap on claimed or running jobs (`None`: no cap).
+    pub async fn running_limit(&self, who: &Principal) -> Result<Option<u32>> {
+        self.store.tenant_limit(&who.tenant).await
+    }
+
+    /// Sets (1..=100,000) or removes the caller's tenant's cap on claimed or running jobs;
+    /// claims enforce it atomically from the next claim on. Returns the cap now in force.
+    pub async fn set_running_limit(
+        &self,
+        who: &Principal,
+        max_running: Option<u32>,
+    ) -> Result<Option<u32>> {
+        let mut v = Violations::default();
+        if let Some(n) = max_running {
+            v.range("max_running", n.into(), 1, 100_000);
+        }
+        v.finish()?;
+        self.store
+            .set_tenant_limit(&who.tenant, max_running)
+            .await?;
+        Ok(max_running)
     }
 
     /// One reaper pass over every tenant, repeated while full batches come back.

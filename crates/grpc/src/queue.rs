@@ -198,6 +198,28 @@ impl QueueService for QueueGrpc {
         }))
     }
 
+    async fn get_limits(
+        &self,
+        request: Request<pb::GetLimitsRequest>,
+    ) -> Result<Response<pb::GetLimitsResponse>, Status> {
+        let (who, _) = take(request)?;
+        let max_running = self.queue.running_limit(&who).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetLimitsResponse { max_running }))
+    }
+
+    async fn set_limits(
+        &self,
+        request: Request<pb::SetLimitsRequest>,
+    ) -> Result<Response<pb::SetLimitsResponse>, Status> {
+        let (who, req) = take(request)?;
+        let max_running = self
+            .queue
+            .set_running_limit(&who, req.max_running)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::SetLimitsResponse { max_running }))
+    }
+
     async fn requeue_expired(
         &self,
         request: Request<pb::RequeueExpiredRequest>,

@@ -13,8 +13,8 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 pub use requests::{
-    ClaimBody, CompleteBody, EnqueueBatch, EnqueueRequest, ExtendBody, JobSpec, ListJobsQuery,
-    PriorityBody, StartBody,
+    ClaimBody, CompleteBody, EnqueueBatch, EnqueueRequest, ExtendBody, JobSpec, Limits,
+    ListJobsQuery, PriorityBody, StartBody,
 };
 pub use views::{
     CheckView, FailureView, JobView, OneOrMany, ReadyView, ReapView, StatsView, StatusView,

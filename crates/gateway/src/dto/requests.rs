@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use switchyard_core::{ClaimJobs, EnqueueJob, ListJobs};
 use switchyard_types::{Error, JobState, Labels, Outcome, Priority};
 use utoipa::{IntoParams, ToSchema};
@@ -45,9 +45,10 @@ pub struct JobSpec {
     pub delay_seconds: Option<u64>,
     /// Enqueueing again with the same key returns the first job.
     pub idempotency_key: Option<String>,
-    /// Reserved (not enforced yet): setting it is a 400 "not supported yet".
+    /// At most `concurrency_limit` of the tenant's jobs with this key are claimed or running at
+    /// once (enforced atomically by the claim).
     pub concurrency_key: Option<String>,
-    /// Reserved with `concurrency_key`; setting it is a 400 for now.
+    /// 1-10000, default 1; only with a `concurrency_key`.
     pub concurrency_limit: Option<u32>,
 }
 
@@ -258,6 +259,15 @@ impl CompleteBody {
         };
         Ok((self.attempt, outcome))
     }
+}
+
+/// The tenant's running limit: the body of `PUT /queue/limits` and the data of both limit routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// At most this many of the tenant's jobs claimed or running at once (1-100000); `null`:
+    /// no cap.
+    pub max_running: Option<u32>,
 }
 
 /// The body of `PATCH /queue/jobs/{id}/priority`.

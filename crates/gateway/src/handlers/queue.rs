@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::dto::{
-    ClaimBody, CompleteBody, EnqueueRequest, ExtendBody, JobView, ListJobsQuery, OneOrMany,
+    ClaimBody, CompleteBody, EnqueueRequest, ExtendBody, JobView, Limits, ListJobsQuery, OneOrMany,
     PriorityBody, ReapView, StartBody, StatsView,
 };
 use crate::envelope::{ApiError, Data};
@@ -30,6 +30,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(retry_job))
         .routes(routes!(claim))
         .routes(routes!(stats))
+        .routes(routes!(get_limits, set_limits))
         .routes(routes!(requeue_expired))
 }
 
@@ -194,6 +195,30 @@ async fn claim(
 async fn stats(State(state): State<AppState>, Caller(who): Caller) -> Reply<Vec<StatsView>> {
     let stats = state.queue.stats(&who).await?;
     Ok(Data::ok(stats.into_iter().map(StatsView::from).collect()))
+}
+
+/// The caller's tenant's running limit.
+#[utoipa::path(get, path = "/queue/limits", tag = "queue",
+    responses((status = 200, body = Success<Limits>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn get_limits(State(state): State<AppState>, Caller(who): Caller) -> Reply<Limits> {
+    let max_running = state.queue.running_limit(&who).await?;
+    Ok(Data::ok(Limits { max_running }))
+}
+
+/// Sets or (with `null`) removes the caller's tenant's running limit; claims enforce it from now
+/// on, atomically across replicas.
+#[utoipa::path(put, path = "/queue/limits", tag = "queue", request_body = Limits,
+    responses((status = 200, body = Success<Limits>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn set_limits(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<Limits>,
+) -> Reply<Limits> {
+    let max_running = state
+        .queue
+        .set_running_limit(&who, body.max_running)
+        .await?;
+    Ok(Data::ok(Limits { max_running }))
 }
 
 /// Runs one reaper pass now: requeues or dead-letters jobs whose lease expired.
