@@ -218,7 +218,7 @@ impl Queue {
         } else {
             job.payload
         };
-        if serde_json::to_vec(&payload).map_or(usize::MAX, |b| b.len()) > MAX_PAYLOAD_BYTES {
+        if json_len(&payload) > MAX_PAYLOAD_BYTES {
             return Err(None);
         }
         let max_attempts = job.max_attempts.unwrap_or(3);
@@ -363,7 +363,7 @@ impl Queue {
         let mut v = Violations::default();
         match &outcome {
             Outcome::Succeeded { result, .. } => {
-                let size = result.as_ref().map_or(0, |r| r.to_string().len());
+                let size = result.as_ref().map_or(0, json_len);
                 if size > MAX_PAYLOAD_BYTES {
                     return Err(Error::too_large(format!(
                         "result exceeds {MAX_PAYLOAD_BYTES} bytes"
@@ -536,6 +536,11 @@ impl Queue {
             tracing::debug!(error = %e, "wake-up not published");
         }
     }
+}
+
+/// The length of `value` serialised as JSON, the measure of every size limit.
+fn json_len(value: &serde_json::Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |b| b.len())
 }
 
 /// `base * 2^(attempt-1)` capped at `backoff_max`; `jitter` in `0..1` picks a point in its upper half.

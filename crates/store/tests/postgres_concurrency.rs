@@ -83,7 +83,22 @@ async fn three_reapers_over_a_thousand_expired_leases_requeue_each_once() {
     while claimed < 1000 {
         claimed += store.claim(None, &req).await.unwrap().len();
     }
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Wait (by the database clock) until every 1 ms lease has expired.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE lease_expires_at >= now()")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        if live == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{live} leases still live after 10 s"
+        );
+    }
     let reapers: Vec<_> = (0..3)
         .map(|_| {
             let store = store.clone();
