@@ -45,7 +45,9 @@ pub struct BenchArgs {
 /// Runs the three measurements and prints one line each.
 #[allow(clippy::print_stdout)]
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let store = switchyard_store::open(&args.database_url, true).await?;
+    let store = switchyard_store::open(&args.database_url, true)
+        .await?
+        .queue;
     let backend = store.backend();
     let bus: Arc<dyn Bus> = match &args.redis_url {
         Some(url) => {
@@ -58,7 +60,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
-    let server = switchyard_grpc::GrpcApi::new(queue.clone()).await?;
+    let server = switchyard_grpc::GrpcApi::dev(queue.clone()).await?;
     tokio::spawn(server.serve(listener, stop.clone().cancelled_owned()));
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect()

@@ -51,9 +51,81 @@ pub struct ServeArgs {
     /// Strict mode regardless of `ENV` (1 or true).
     #[arg(long, env = "CI_STRICT", default_value = "false", value_parser = parse_flag)]
     pub ci_strict: bool,
-    /// HMAC secret for access tokens: at least 32 bytes, never a default, in strict mode.
+    #[command(flatten)]
+    /// Identity: token keys and lifetimes, the bootstrap administrator, limits, CORS.
+    pub auth: AuthArgs,
+}
+
+/// Identity settings, shared by `serve` and `dev`.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// HMAC secret for access tokens (HS256): at least 32 bytes, never a default, in strict
+    /// mode. Without it (and without an Ed25519 key) `serve` makes a random one per process
+    /// (tokens then die with the process and do not cross replicas) and `dev` keeps one in its
+    /// data directory.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// PEM file of an Ed25519 private key (PKCS#8): sign access tokens with EdDSA instead of
+    /// HS256.
+    #[arg(long, env = "SWITCHYARD_JWT_ED25519_KEY_FILE")]
+    pub jwt_ed25519_key_file: Option<PathBuf>,
+    /// The `iss` of access tokens, checked on every request.
+    #[arg(long, env = "SWITCHYARD_JWT_ISSUER", default_value = "switchyard")]
+    pub jwt_issuer: String,
+    /// The `aud` of access tokens, checked on every request.
+    #[arg(long, env = "SWITCHYARD_JWT_AUDIENCE", default_value = "switchyard")]
+    pub jwt_audience: String,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "JWT_ACCESS_TTL_SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(30..=86_400))]
+    pub jwt_access_ttl_seconds: u64,
+    /// Lifetime of refresh tokens, in seconds.
+    #[arg(long, env = "JWT_REFRESH_TTL_SECONDS", default_value_t = 604_800, value_parser = clap::value_parser!(u64).range(60..=31_536_000))]
+    pub jwt_refresh_ttl_seconds: u64,
+    /// Seconds a rotated refresh token may still be presented (concurrent refreshes) before a
+    /// presentation counts as theft and revokes every token of its log-in.
+    #[arg(long, env = "SWITCHYARD_REFRESH_REUSE_GRACE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub refresh_reuse_grace_seconds: u64,
+    /// Email of an administrator (tenant `default`) to create at start when it does not exist.
+    #[arg(long, env = "SWITCHYARD_ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Its password (at least 12 characters). Only used to create it.
+    #[arg(long, env = "SWITCHYARD_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Requests per tenant per minute, across replicas (0: no quota).
+    #[arg(
+        long,
+        env = "SWITCHYARD_TENANT_REQUESTS_PER_MINUTE",
+        default_value_t = 60_000
+    )]
+    pub tenant_requests_per_minute: u64,
+    /// Failed log-ins allowed per (client address, email) per minute.
+    #[arg(
+        long,
+        env = "SWITCHYARD_LOGIN_FAILURES_PER_MINUTE",
+        default_value_t = 10
+    )]
+    pub login_failures_per_minute: u64,
+    /// Browser origins allowed to call the API (CORS), comma-separated, e.g.
+    /// `https://ci.example.com`. Empty: same origin only.
+    #[arg(long, env = "SWITCHYARD_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+}
+
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let url = url::Url::parse(s).map_err(|e| format!("{s:?} is not an origin: {e}"))?;
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && !s.ends_with('/');
+    if bare {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not an origin (scheme://host[:port], no path)"
+        ))
+    }
 }
 
 fn parse_flag(s: &str) -> Result<bool, String> {
@@ -125,8 +197,8 @@ impl ServeArgs {
             if self.redis_url.as_deref().is_none_or(str::is_empty) {
                 return Err(ConfigError::RedisUrlMissing(reason));
             }
-            let weak = match self.jwt_secret.as_deref() {
-                None => true,
+            let weak = match self.auth.jwt_secret.as_deref() {
+                None => self.auth.jwt_ed25519_key_file.is_none(),
                 Some(s) => {
                     s.len() < 32 || DEFAULT_SECRETS.iter().any(|d| s.eq_ignore_ascii_case(d))
                 }
@@ -151,6 +223,9 @@ pub struct DevArgs {
     /// HTTP listen address (REST, dashboard).
     #[arg(long, env = "SWITCHYARD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
+    #[command(flatten)]
+    /// Identity settings.
+    pub auth: AuthArgs,
 }
 
 #[cfg(test)]
@@ -173,7 +248,20 @@ mod tests {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             environment: env,
             ci_strict: false,
-            jwt_secret: secret.map(str::to_owned),
+            auth: AuthArgs {
+                jwt_secret: secret.map(str::to_owned),
+                jwt_ed25519_key_file: None,
+                jwt_issuer: "switchyard".into(),
+                jwt_audience: "switchyard".into(),
+                jwt_access_ttl_seconds: 900,
+                jwt_refresh_ttl_seconds: 604_800,
+                refresh_reuse_grace_seconds: 10,
+                admin_email: None,
+                admin_password: None,
+                tenant_requests_per_minute: 60_000,
+                login_failures_per_minute: 10,
+                cors_origins: Vec::new(),
+            },
         }
     }
 
@@ -216,6 +304,23 @@ mod tests {
         assert!(
             matches!(ci.validate(), Err(DatabaseUrlSqlite(_, reason)) if reason == "CI_STRICT=1")
         );
+    }
+
+    #[test]
+    fn cors_origins_are_bare_origins() {
+        assert_eq!(
+            parse_origin(" https://ci.example.com:8443 ").unwrap(),
+            "https://ci.example.com:8443"
+        );
+        for bad in [
+            "*",
+            "ci.example.com",
+            "https://ci.example.com/",
+            "https://x.io/app",
+            "ftp://x.io",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! machine with no set-up; `serve` runs a production replica; `migrate` applies migrations.
 
 mod bench;
+mod bench_auth;
+mod cli;
 mod config;
+mod identity;
 mod server;
 
 use std::process::ExitCode;
@@ -33,6 +36,20 @@ enum Command {
     /// Benchmarks that print figures (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Log in to a control plane and save the session for `admin` and the other client commands.
+    ///
+    /// The password comes from SWITCHYARD_PASSWORD, else from one line of standard input:
+    /// `echo "$PW" | switchyard login --email admin@example.com`. Prints where the session was
+    /// saved, never a token.
+    Login(cli::LoginArgs),
+    /// End the saved session: revoke it on the server and delete the session file.
+    Logout(cli::LogoutArgs),
+    /// Administer tenants, users, roles and API keys (needs the `admin` scope).
+    ///
+    /// Authenticates with --token / SWITCHYARD_TOKEN (an API key or access token) when given,
+    /// else with the session `switchyard login` saved, refreshing it once when it has expired.
+    /// Lists print a header and tab-separated lines: pipe them to `column -t -s $'\t'`.
+    Admin(cli::AdminArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,12 +57,21 @@ enum BenchCommand {
     /// Batch enqueue, claim + complete with concurrent workers, and idle wake-up latency, over
     /// real gRPC against a real database.
     Queue(bench::BenchArgs),
+    /// The cost of authentication per request: REST and gRPC with and without credentials
+    /// to check, and the auth step alone.
+    Auth(bench_auth::AuthBenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs =
         matches!(&cli.command, Command::Serve(a) if a.environment != config::Environment::Dev);
+    // A client command's failure is the user's answer, said once on stderr; a server's goes to
+    // the log too.
+    let is_client = matches!(
+        &cli.command,
+        Command::Login(_) | Command::Logout(_) | Command::Admin(_)
+    );
     if let Err(e) = switchyard_telemetry::init(&cli.log_level, json_logs) {
         eprintln!("switchyard: bad LOG_LEVEL: {e}");
         return ExitCode::from(2);
@@ -68,7 +94,9 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            tracing::error!(error = format!("{e:#}"), "switchyard stopped");
+            if !is_client {
+                tracing::error!(error = format!("{e:#}"), "switchyard stopped");
+            }
             eprintln!("switchyard: {e:#}");
             ExitCode::FAILURE
         }
@@ -98,6 +126,10 @@ async fn run(command: Command) -> Result<(), Failure> {
                 redis: None,
                 grpc_addr: args.grpc_addr,
                 http_addr: args.http_addr,
+                auth: identity::AuthPlan {
+                    args: args.auth.clone(),
+                    dev_data_dir: Some(args.data_dir.clone()),
+                },
             };
             tracing::info!(dashboard = %format!("http://{}", args.http_addr), "switchyard dev");
             Ok(server::run(plan).await?)
@@ -116,17 +148,26 @@ async fn run(command: Command) -> Result<(), Failure> {
                     .map(|u| (u, args.redis_prefix.clone())),
                 grpc_addr: args.grpc_addr,
                 http_addr: args.http_addr,
+                auth: identity::AuthPlan {
+                    args: args.auth.clone(),
+                    dev_data_dir: None,
+                },
             };
             Ok(server::run(plan).await?)
         }
         Command::Bench(BenchCommand::Queue(args)) => Ok(bench::run(args).await?),
+        Command::Bench(BenchCommand::Auth(args)) => Ok(bench_auth::run(args).await?),
+        Command::Login(args) => Ok(cli::login(args).await?),
+        Command::Logout(args) => Ok(cli::logout(args).await?),
+        Command::Admin(args) => Ok(cli::admin(args).await?),
         Command::Migrate(args) => {
             let url = args
                 .database_url
                 .ok_or(Failure::Config(config::ConfigError::DatabaseUrlMissing))?;
             let store = switchyard_store::open(&url, true)
                 .await
-                .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+                .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?
+                .queue;
             let status = store
                 .migrations()
                 .await

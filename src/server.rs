@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchyard_bus::Bus;
+use axum::http::HeaderValue;
 use switchyard_bus::local::LocalBus;
 use switchyard_bus::redis::RedisBus;
+use switchyard_bus::{Bus, Counters};
 use switchyard_core::{Queue, QueueConfig};
 use switchyard_gateway::{AppState, BuildInfo};
 use switchyard_telemetry::mask_url;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::identity::{self, AuthPlan};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -28,6 +31,8 @@ pub struct Plan {
     pub grpc_addr: SocketAddr,
     /// HTTP listen address.
     pub http_addr: SocketAddr,
+    /// Identity: keys, bootstrap administrator, limits, CORS.
+    pub auth: AuthPlan,
 }
 
 /// The version, commit and build time stamped by `build.rs`.
@@ -45,7 +50,7 @@ pub fn build_info() -> BuildInfo {
 /// Runs the control plane until SIGTERM/SIGINT, then drains for at most [`DRAIN_TIMEOUT`].
 pub async fn run(plan: Plan) -> anyhow::Result<()> {
     tracing::info!(database = %mask_url(&plan.database_url), "opening store");
-    let store = switchyard_store::open(&plan.database_url, true)
+    let stores = switchyard_store::open(&plan.database_url, true)
         .await
         .with_context(|| {
             format!(
@@ -53,12 +58,26 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
                 mask_url(&plan.database_url)
             )
         })?;
-    let bus: Arc<dyn Bus> = match &plan.redis {
+    let (bus, counters): (Arc<dyn Bus>, Arc<dyn Counters>) = match &plan.redis {
         // Redis is advisory: start without it and let readiness report it.
-        Some((url, prefix)) => Arc::new(RedisBus::connect_lazy(url, prefix).context("REDIS_URL")?),
-        None => Arc::new(LocalBus::new()),
+        Some((url, prefix)) => {
+            let redis = Arc::new(RedisBus::connect_lazy(url, prefix).context("REDIS_URL")?);
+            (redis.clone(), redis)
+        }
+        None => {
+            let local = Arc::new(LocalBus::new());
+            (local.clone(), local)
+        }
     };
-    let queue = Queue::new(store, bus, QueueConfig::default());
+    let queue = Queue::new(stores.queue, bus, QueueConfig::default());
+    let auth = identity::wire(&plan.auth, stores.identity, counters).await?;
+    let cors = plan
+        .auth
+        .args
+        .cors_origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).context("SWITCHYARD_CORS_ORIGINS"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
 
     let grpc_listener = TcpListener::bind(plan.grpc_addr)
         .await
@@ -69,9 +88,17 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let (grpc_addr, http_addr) = (grpc_listener.local_addr()?, http_listener.local_addr()?);
 
     let shutdown = CancellationToken::new();
-    let grpc = switchyard_grpc::GrpcApi::new(queue.clone()).await?;
+    let grpc = switchyard_grpc::GrpcApi::new(
+        queue.clone(),
+        Some(auth.identity.clone()),
+        auth.gate.clone(),
+    )
+    .await?;
     let grpc_task = tokio::spawn(grpc.serve(grpc_listener, shutdown.clone().cancelled_owned()));
-    let router = switchyard_gateway::router(AppState::new(queue.clone(), build_info()));
+    let state = AppState::new(queue.clone(), build_info())
+        .with_identity(auth.identity.clone(), auth.gate.clone())
+        .with_cors(cors);
+    let router = switchyard_gateway::router(state);
     let http_task = tokio::spawn(
         axum::serve(
             http_listener,
@@ -84,8 +111,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         let (queue, shutdown) = (queue.clone(), shutdown.clone());
         tokio::spawn(async move { queue.run_reaper(shutdown).await })
     };
+    if let Some(quota) = auth.quota.clone() {
+        tokio::spawn(quota.run_flusher(shutdown.clone()));
+    }
     tracing::info!(%grpc_addr, %http_addr, "switchyard listening");
     announce(grpc_addr, http_addr);
+    if let Some((email, file)) = &auth.dev_admin {
+        say(&identity::dev_login_hint(email, file.as_deref(), http_addr));
+    }
 
     wait_for_signal().await;
     tracing::info!("shutting down: draining requests");
@@ -108,9 +141,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
 }
 
 /// One machine-readable line on stdout, so scripts and tests learn the bound ports.
-#[allow(clippy::print_stdout)]
 fn announce(grpc: SocketAddr, http: SocketAddr) {
-    println!("switchyard listening grpc={grpc} http={http}");
+    say(&format!("switchyard listening grpc={grpc} http={http}"));
+}
+
+/// A line for the person at the terminal, on stdout (not the log).
+#[allow(clippy::print_stdout)]
+fn say(line: &str) {
+    println!("{line}");
 }
 
 async fn wait_for_signal() {

@@ -8,12 +8,10 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-use crate::support::{Db, Server};
+use crate::support::{AuthedChannel, Db, Server};
 
-async fn client(s: &Server) -> QueueServiceClient<tonic::transport::Channel> {
-    QueueServiceClient::connect(format!("http://{}", s.grpc))
-        .await
-        .expect("connect gRPC")
+async fn client(s: &Server) -> QueueServiceClient<AuthedChannel> {
+    QueueServiceClient::new(s.grpc_admin().await)
 }
 
 fn job(pool: &str) -> pb::EnqueueJob {
@@ -162,7 +160,11 @@ async fn reflection_lists_every_service() {
         panic!("unexpected reflection answer");
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    for want in ["switchyard.v1.QueueService", "grpc.health.v1.Health"] {
+    for want in [
+        "switchyard.v1.QueueService",
+        "switchyard.v1.AuthService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
 }

@@ -1,6 +1,8 @@
 //! End-to-end tests of the real `switchyard` binary over real sockets: REST and gRPC on
 //! PostgreSQL and SQLite, readiness, configuration failures, and bad input.
 
+mod auth;
+mod cli;
 mod config;
 mod grpc;
 mod promises;

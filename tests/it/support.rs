@@ -1,9 +1,19 @@
 //! Boots the real binary as a child process and talks to it.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use tonic::Status;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
 /// The binary under test.
 pub fn binary() -> Command {
@@ -17,12 +27,21 @@ pub fn binary() -> Command {
         "JWT_SECRET",
         "SWITCHYARD_GRPC_ADDR",
         "SWITCHYARD_HTTP_ADDR",
+        "SWITCHYARD_ADMIN_EMAIL",
+        "SWITCHYARD_ADMIN_PASSWORD",
     ] {
         cmd.env_remove(var);
     }
     cmd.env("LOG_LEVEL", "warn");
     cmd
 }
+
+/// The HMAC secret every test server signs with (tests forge tokens with it).
+pub const JWT_SECRET: &str = "it-secret-0123456789abcdef0123456789abcdef";
+/// The administrator every test server bootstraps (tenant `default`).
+pub const ADMIN_EMAIL: &str = "admin@it.test";
+/// Its password.
+pub const ADMIN_PASSWORD: &str = "it-admin-password-42";
 
 /// A running control plane; killed when dropped.
 pub struct Server {
@@ -31,8 +50,42 @@ pub struct Server {
     pub http: SocketAddr,
     /// The bound gRPC address.
     pub grpc: SocketAddr,
-    /// An HTTP client.
+    /// An HTTP client that sends the administrator's access token.
     pub client: reqwest::Client,
+    /// An HTTP client without credentials.
+    pub anon: reqwest::Client,
+    /// The administrator's access token.
+    pub token: String,
+}
+
+/// A gRPC channel that sends `authorization: Bearer <token>` on every call.
+pub type AuthedChannel = InterceptedService<Channel, Bearer>;
+
+/// Adds a bearer credential to every gRPC call.
+#[derive(Clone)]
+pub struct Bearer(pub MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// An HTTP client sending `token` as its bearer.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Which database a test server uses.
@@ -65,6 +118,21 @@ impl Server {
 
     /// `switchyard serve` on ephemeral ports over the database at `url`.
     pub async fn start_on(url: &str, extra: &[(&str, &str)]) -> Server {
+        Self::start_serve(url, extra, Stdio::inherit()).await
+    }
+
+    /// Like [`Server::start`], with the server's stderr (its log) written to a fresh file,
+    /// whose path is returned alongside.
+    pub async fn start_logged(db: Db, extra: &[(&str, &str)]) -> (Server, PathBuf) {
+        let dir = std::env::temp_dir().join(switchyard_testkit::unique("sy-it-log-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("stderr.log");
+        let file = File::create(&path).expect("create the log file");
+        let server = Self::start_serve(&db.fresh_url().await, extra, Stdio::from(file)).await;
+        (server, path)
+    }
+
+    async fn start_serve(url: &str, extra: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut cmd = binary();
         cmd.args([
             "serve",
@@ -74,44 +142,116 @@ impl Server {
             "127.0.0.1:0",
         ])
         .env("DATABASE_URL", url)
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("SWITCHYARD_ADMIN_EMAIL", ADMIN_EMAIL)
+        .env("SWITCHYARD_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .envs(extra.iter().copied())
-        .stdout(Stdio::piped())
+        .stderr(stderr);
+        let (mut child, mut stdout) = spawn(cmd);
+        let Some((http, grpc)) = listening(&mut stdout).await else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("switchyard did not announce its ports within 60 s");
+        };
+        Self::connect(child, http, grpc, ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// `switchyard dev` on ephemeral ports with its data in `data_dir`, logged in as the
+    /// administrator `dev` creates (its password read from `data_dir/admin-password`). Also
+    /// returns what it printed on stdout, up to the first line for which `until` holds over
+    /// the lines so far (or 10 s).
+    pub async fn start_dev(
+        data_dir: &Path,
+        until: impl Fn(&[String]) -> bool,
+    ) -> (Server, Vec<String>) {
+        let mut cmd = binary();
+        cmd.args([
+            "dev",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .env("SWITCHYARD_DATA_DIR", data_dir)
         .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("spawn switchyard");
-        let stdout = child.stdout.take().unwrap();
-        let (http, grpc) = tokio::task::spawn_blocking(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for line in lines.by_ref() {
-                let line = line.expect("read stdout");
-                if let Some(rest) = line.strip_prefix("switchyard listening ") {
-                    let mut grpc = None;
-                    let mut http = None;
-                    for part in rest.split_whitespace() {
-                        match part.split_once('=') {
-                            Some(("grpc", a)) => grpc = a.parse().ok(),
-                            Some(("http", a)) => http = a.parse().ok(),
-                            _ => {}
-                        }
+        let (mut child, mut stdout) = spawn(cmd);
+        let mut printed = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut addrs = None;
+        while addrs.is_none() || !until(&printed) {
+            match tokio::time::timeout_at(deadline, stdout.recv()).await {
+                Ok(Some(line)) => {
+                    if addrs.is_none() {
+                        addrs = parse_listening(&line);
                     }
-                    // Keep draining stdout so the child never blocks on a full pipe.
-                    std::thread::spawn(move || for _ in lines {});
-                    return (http.unwrap(), grpc.unwrap());
+                    printed.push(line);
                 }
+                Ok(None) | Err(_) => break,
             }
-            panic!("switchyard exited before listening");
-        })
-        .await
-        .unwrap();
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        Server {
+        }
+        let password = std::fs::read_to_string(data_dir.join("admin-password"));
+        let (Some((http, grpc)), Ok(password)) = (addrs, password) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dev did not listen or wrote no admin-password; stdout: {printed:?}");
+        };
+        let server =
+            Self::connect(child, http, grpc, "admin@switchyard.local", password.trim()).await;
+        (server, printed)
+    }
+
+    /// Logs in to a child that listens on `http`/`grpc` and wraps it.
+    async fn connect(
+        child: Child,
+        http: SocketAddr,
+        grpc: SocketAddr,
+        email: &str,
+        password: &str,
+    ) -> Server {
+        // Owned by the Server from here, so a failing log-in still kills the child.
+        let mut server = Server {
             child,
             http,
             grpc,
-            client,
+            client: reqwest::Client::new(),
+            anon: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            token: String::new(),
+        };
+        server.token = login(&server.anon, http, email, password).await;
+        server.client = client_with(&server.token);
+        server
+    }
+
+    /// Waits (at most 10 s) until `/api/ready` answers 200, e.g. for Redis to connect.
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body, _) = send(self.anon.get(self.url("/api/ready"))).await;
+            if status == 200 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "never ready: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// A gRPC channel sending `token` as its bearer.
+    pub async fn grpc_with(&self, token: &str) -> AuthedChannel {
+        let channel = Channel::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect gRPC");
+        let value = format!("Bearer {token}").parse().expect("ASCII token");
+        InterceptedService::new(channel, Bearer(value))
+    }
+
+    /// A gRPC channel sending the administrator's token.
+    pub async fn grpc_admin(&self) -> AuthedChannel {
+        self.grpc_with(&self.token).await
     }
 
     /// `http://host:port{path}`.
@@ -148,6 +288,73 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `cmd` with stdout piped; its lines arrive on the receiver. A thread keeps draining
+/// stdout after the receiver is dropped, so the child never blocks on a full pipe.
+fn spawn(mut cmd: Command) -> (Child, UnboundedReceiver<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// The addresses of the `switchyard listening grpc=… http=…` line, if `line` is it.
+fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let rest = line.strip_prefix("switchyard listening ")?;
+    let mut grpc = None;
+    let mut http = None;
+    for part in rest.split_whitespace() {
+        match part.split_once('=') {
+            Some(("grpc", a)) => grpc = a.parse().ok(),
+            Some(("http", a)) => http = a.parse().ok(),
+            _ => {}
+        }
+    }
+    Some((http?, grpc?))
+}
+
+/// Waits (at most 60 s) for the listening line on `stdout` and returns (http, grpc); `None`
+/// when the child exited or stayed silent.
+async fn listening(stdout: &mut UnboundedReceiver<String>) -> Option<(SocketAddr, SocketAddr)> {
+    let wait = async {
+        while let Some(line) = stdout.recv().await {
+            if let Some(addrs) = parse_listening(&line) {
+                return Some(addrs);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Logs in over REST and returns the access token.
+pub async fn login(
+    client: &reqwest::Client,
+    http: SocketAddr,
+    email: &str,
+    password: &str,
+) -> String {
+    let (status, body, _) = send(
+        client
+            .post(format!("http://{http}/auth/session"))
+            .json(&serde_json::json!({"email": email, "password": password})),
+    )
+    .await;
+    assert_eq!(status, 200, "log-in as {email}: {body}");
+    body["data"]["access_token"].as_str().unwrap().to_owned()
 }
 
 /// Sends `req` and returns (status, JSON body, headers).

@@ -1,6 +1,7 @@
-//! The conformance suite every [`Bus`] adapter must pass (DESIGN §5: one suite per trait, run
-//! against every adapter). Each check panics with a message naming what went wrong, and waits on
-//! conditions with a deadline ([`DEADLINE`]), never on fixed sleeps.
+//! The conformance suites every [`Bus`] and every [`Counters`] adapter must pass (DESIGN §5: one
+//! suite per trait, run against every adapter): [`run_all`] and [`run_counters`]. Each check
+//! panics with a message naming what went wrong, and waits on conditions with a deadline
+//! ([`DEADLINE`]), never on fixed sleeps.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -20,10 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use switchyard_types::ErrorKind;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, timeout_at};
 
-use crate::{Bus, Event};
+use crate::{Bus, Counters, Event, MAX_WINDOW, WindowCount};
 
 /// How long a check waits for a condition before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(5);
@@ -31,6 +33,14 @@ pub const DEADLINE: Duration = Duration::from_secs(5);
 const ORDERED_EVENTS: usize = 200;
 /// How many events the lag check publishes without reading (more than any adapter buffers).
 const FLOOD_EVENTS: usize = 4 * 1024;
+/// The window of the counter checks that must stay within one window (they retry the rare run
+/// that straddles a window boundary).
+const LONG_WINDOW: Duration = Duration::from_secs(3600);
+/// The window of the reset check.
+const SHORT_WINDOW: Duration = Duration::from_millis(200);
+/// How many times a counter check runs before a window boundary in the middle of every run fails
+/// it (more than one such boundary means the backend's windows are not what they claim).
+const ATTEMPTS: usize = 3;
 
 /// Runs every check. `make` must return a new bus on the SAME backend on each call (a clone of
 /// a `LocalBus`, a new `RedisBus` with the same URL and key prefix), so that two calls behave
@@ -229,5 +239,217 @@ async fn next_tagged(rx: &mut broadcast::Receiver<Event>, tag: &str, what: &str)
             Ok(Err(RecvError::Closed)) => panic!("{what}: channel closed"),
             Err(_) => panic!("{what}: no event tagged {tag:?} within {DEADLINE:?}"),
         }
+    }
+}
+
+/// Runs every [`Counters`] check. `make` must return new counters on the SAME backend on each
+/// call (a clone of a `LocalBus`, a new `RedisBus` with the same URL and key prefix), so that two
+/// calls behave like two replicas.
+pub async fn run_counters<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Counters>>,
+{
+    let counters = make().await;
+    check_counts_accumulate(counters.as_ref()).await;
+    check_zero_reads_without_adding(counters.as_ref()).await;
+    check_keys_are_independent(counters.as_ref()).await;
+    check_short_window_resets(counters.as_ref()).await;
+    check_invalid_arguments(counters.as_ref()).await;
+    let other = make().await;
+    check_counters_shared(counters.as_ref(), other.as_ref()).await;
+}
+
+/// Additions to one key within one window accumulate, and `resets_in` shrinks within `window`.
+pub async fn check_counts_accumulate(counters: &dyn Counters) {
+    within_one_window("accumulate", async |key| {
+        let mut got = Vec::new();
+        for by in [1, 2, 5] {
+            got.push(add(counters, key, by, LONG_WINDOW).await);
+        }
+        let want = [1, 3, 8];
+        (
+            got.clone(),
+            counts(&got) == want,
+            format!("counts {:?}, want {want:?}", counts(&got)),
+        )
+    })
+    .await;
+}
+
+/// `by = 0` returns the count without changing it (0 for a key never added to).
+pub async fn check_zero_reads_without_adding(counters: &dyn Counters) {
+    within_one_window("zero reads", async |key| {
+        let got = vec![
+            add(counters, key, 0, LONG_WINDOW).await,
+            add(counters, key, 4, LONG_WINDOW).await,
+            add(counters, key, 0, LONG_WINDOW).await,
+            add(counters, key, 0, LONG_WINDOW).await,
+        ];
+        let want = [0, 4, 4, 4];
+        (
+            got.clone(),
+            counts(&got) == want,
+            format!("counts {:?}, want {want:?}", counts(&got)),
+        )
+    })
+    .await;
+}
+
+/// Additions to one key do not show in another.
+pub async fn check_keys_are_independent(counters: &dyn Counters) {
+    within_one_window("independent keys", async |key| {
+        let (a, b) = (format!("{key}a"), format!("{key}b"));
+        let got = vec![
+            add(counters, &a, 3, LONG_WINDOW).await,
+            add(counters, &b, 1, LONG_WINDOW).await,
+            add(counters, &a, 0, LONG_WINDOW).await,
+            add(counters, &b, 0, LONG_WINDOW).await,
+            add(counters, key, 0, LONG_WINDOW).await,
+        ];
+        let want = [3, 1, 3, 1, 0];
+        (
+            got.clone(),
+            counts(&got) == want,
+            format!("counts {:?}, want {want:?}", counts(&got)),
+        )
+    })
+    .await;
+}
+
+/// A count in a short window starts again from zero once the window has passed, not before
+/// `resets_in` has elapsed, and `resets_in` never exceeds the window.
+pub async fn check_short_window_resets(counters: &dyn Counters) {
+    let key = unique_tag("counter-reset");
+    let what = "counter reset check";
+    let started = Instant::now();
+    let first = add(counters, &key, 1, SHORT_WINDOW).await;
+    // A fresh key counts 1 whichever window the addition fell in.
+    assert_eq!(first.count, 1, "{what}: first addition counted {first:?}");
+    assert_resets_in(what, &first, SHORT_WINDOW);
+    let deadline = started + DEADLINE;
+    loop {
+        let now = add(counters, &key, 0, SHORT_WINDOW).await;
+        assert_resets_in(what, &now, SHORT_WINDOW);
+        if now.count == 0 {
+            break;
+        }
+        assert_eq!(now.count, 1, "{what}: a read changed the count: {now:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the count of a {SHORT_WINDOW:?} window did not reset within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The backend ended the window `first.resets_in` after the first addition at the earliest
+    // (less up to 1 ms of clock rounding), and both calls were made within `started..now`.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed + Duration::from_millis(2) >= first.resets_in,
+        "{what}: the count reset after {elapsed:?}, before resets_in {:?}",
+        first.resets_in
+    );
+    let again = add(counters, &key, 1, SHORT_WINDOW).await;
+    assert!(
+        again.count == 1,
+        "{what}: a new window did not start from zero: {again:?}"
+    );
+}
+
+/// A window under 1 ms or over [`MAX_WINDOW`], or `by` over `i64::MAX`, is `InvalidArgument`.
+pub async fn check_invalid_arguments(counters: &dyn Counters) {
+    let key = unique_tag("counter-invalid");
+    for (by, window) in [
+        (1, Duration::ZERO),
+        (1, Duration::from_micros(999)),
+        (1, MAX_WINDOW + Duration::from_millis(1)),
+        (u64::MAX, LONG_WINDOW),
+        (1u64 << 63, LONG_WINDOW),
+    ] {
+        match tokio::time::timeout(DEADLINE, counters.add(&key, by, window)).await {
+            Ok(Err(e)) if e.kind == ErrorKind::InvalidArgument => {}
+            Ok(other) => {
+                panic!("add(by {by}, window {window:?}): want InvalidArgument, got {other:?}")
+            }
+            Err(_) => panic!("add(by {by}, window {window:?}) hung for {DEADLINE:?}"),
+        }
+    }
+    // The limits themselves are fine, and the rejected calls added nothing.
+    let at_limits = add(counters, &key, 0, MAX_WINDOW).await;
+    assert_eq!(
+        at_limits.count, 0,
+        "rejected additions counted: {at_limits:?}"
+    );
+    assert_resets_in("MAX_WINDOW check", &at_limits, MAX_WINDOW);
+    let tiny = add(counters, &key, 0, Duration::from_millis(1)).await;
+    assert_resets_in("1 ms window check", &tiny, Duration::from_millis(1));
+}
+
+/// Two counters on one backend (two replicas) add to the same count.
+pub async fn check_counters_shared(a: &dyn Counters, b: &dyn Counters) {
+    within_one_window("cross-replica counters", async |key| {
+        let got = vec![
+            add(a, key, 2, LONG_WINDOW).await,
+            add(b, key, 3, LONG_WINDOW).await,
+            add(a, key, 0, LONG_WINDOW).await,
+            add(b, key, 1, LONG_WINDOW).await,
+        ];
+        let want = [2, 5, 5, 6];
+        (
+            got.clone(),
+            counts(&got) == want,
+            format!("counts {:?}, want {want:?}", counts(&got)),
+        )
+    })
+    .await;
+}
+
+/// Runs `run` on a fresh key until one run stays within one [`LONG_WINDOW`] (so a window boundary
+/// in the middle of a run does not fail the check), then asserts what `run` returned: its
+/// results in order, whether they are right, and a description of them.
+async fn within_one_window(
+    check: &str,
+    run: impl AsyncFn(&str) -> (Vec<WindowCount>, bool, String),
+) {
+    let what = format!("counter check {check:?}");
+    for attempt in 1..=ATTEMPTS {
+        let key = unique_tag(&format!("counter-{check}"));
+        let (got, ok, description) = run(&key).await;
+        for count in &got {
+            assert_resets_in(&what, count, LONG_WINDOW);
+        }
+        // Within one window `resets_in` only shrinks; growing means a new window began.
+        let one_window = got.windows(2).all(|w| w[1].resets_in <= w[0].resets_in);
+        if one_window {
+            assert!(ok, "{what}: {description} ({got:?})");
+            return;
+        }
+        assert!(
+            attempt < ATTEMPTS,
+            "{what}: every run straddled a window boundary ({got:?})"
+        );
+    }
+}
+
+/// The counts of `got`.
+fn counts(got: &[WindowCount]) -> Vec<u64> {
+    got.iter().map(|c| c.count).collect()
+}
+
+/// `0 < resets_in <= window`.
+fn assert_resets_in(what: &str, count: &WindowCount, window: Duration) {
+    assert!(
+        !count.resets_in.is_zero() && count.resets_in <= window,
+        "{what}: resets_in {:?} outside (0, {window:?}]",
+        count.resets_in
+    );
+}
+
+/// Adds or fails the check.
+async fn add(counters: &dyn Counters, key: &str, by: u64, window: Duration) -> WindowCount {
+    match tokio::time::timeout(DEADLINE, counters.add(key, by, window)).await {
+        Ok(Ok(count)) => count,
+        Ok(Err(e)) => panic!("add({key:?}, {by}, {window:?}) failed: {e}"),
+        Err(_) => panic!("add({key:?}, {by}, {window:?}) hung for {DEADLINE:?}"),
     }
 }

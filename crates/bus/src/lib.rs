@@ -2,6 +2,11 @@
 //! WebSocket clients across replicas. [`local::LocalBus`] serves one process (`switchyard dev`);
 //! [`redis::RedisBus`] (fred) spans replicas. The bus is advisory: losing it costs latency
 //! (claimers fall back to short polling), never correctness.
+//!
+//! [`Counters`] are the basis of rate limits: counts in fixed time windows, aligned on the
+//! backend's clock so that every replica on one backend shares them (both adapters implement it).
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use switchyard_types::Result;
@@ -39,4 +44,52 @@ pub trait Bus: Send + Sync + 'static {
 
     /// `local` or `redis`.
     fn backend(&self) -> &'static str;
+}
+
+/// The longest window [`Counters::add`] accepts (366 days).
+pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+/// The count of one counter in its current fixed window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    /// The counter's value in the current window, after the addition.
+    pub count: u64,
+    /// Time left until the current window ends (and the count starts again from zero).
+    pub resets_in: Duration,
+}
+
+/// Counters in fixed time windows, shared by every replica: the basis of rate limits.
+#[async_trait]
+pub trait Counters: Send + Sync + 'static {
+    /// Adds `by` (0 to just read) to the counter `key` in the current window of length `window`
+    /// and returns its count in that window and the time until the window ends. Windows are
+    /// aligned to multiples of `window` on the backend's clock (Redis's `TIME` for Redis), so
+    /// every replica counts in the same windows. `Unavailable` when the backend does not answer.
+    ///
+    /// `window` counts in whole milliseconds and must be between 1 ms and [`MAX_WINDOW`], and
+    /// `by` at most `i64::MAX` (`InvalidArgument` otherwise). Use one window length per key: a window is named by its
+    /// index, not its length, so two lengths on one key may share counts.
+    async fn add(&self, key: &str, by: u64, window: Duration) -> Result<WindowCount>;
+}
+
+/// `window` in whole milliseconds, or `InvalidArgument` outside 1 ms ..= [`MAX_WINDOW`].
+pub(crate) fn window_millis(window: Duration) -> Result<u64> {
+    if window < Duration::from_millis(1) || window > MAX_WINDOW {
+        return Err(switchyard_types::Error::invalid(
+            "window",
+            format!(
+                "must be between 1 ms and {} ms, got {window:?}",
+                MAX_WINDOW.as_millis()
+            ),
+        ));
+    }
+    // At most MAX_WINDOW (about 3.2e10 ms), so the conversion cannot fail.
+    Ok(u64::try_from(window.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `by` as Redis's signed integer, or `InvalidArgument` above `i64::MAX`.
+pub(crate) fn check_by(by: u64) -> Result<i64> {
+    i64::try_from(by).map_err(|_| {
+        switchyard_types::Error::invalid("by", format!("must be at most {}, got {by}", i64::MAX))
+    })
 }

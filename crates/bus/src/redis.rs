@@ -17,8 +17,17 @@
 //!
 //! Receivers ignore (and log at debug) payloads they do not understand, so newer replicas may add
 //! kinds without breaking older ones.
+//!
+//! # Rate-limit counters
+//! [`Counters::add`] runs one Lua script ([`COUNTER_SCRIPT`], by `EVALSHA`; `EVAL` when Redis
+//! answers `NOSCRIPT`, e.g. after a restart) on the publishing connection. The script reads
+//! `TIME`, computes the window index `floor(now_ms / window_ms)`, `INCRBY`s the string key
+//! `{key_prefix}rl:{key}:{index}` (or only `GET`s it when `by` is 0, creating nothing), sets its
+//! `PEXPIRE` to 2 × the window on the first increment, and returns the count and the milliseconds
+//! left in the window. The key is computed inside the script, so this is for a single Redis (or a
+//! primary with replicas), not Redis Cluster.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,14 +35,14 @@ use fred::clients::SubscriberClient;
 use fred::prelude::{
     Builder, ClientLike, Config, EventInterface, Options, PubsubInterface, ReconnectPolicy,
 };
-use fred::types::Message;
+use fred::types::{CustomCommand, Message, Value};
 use switchyard_telemetry::mask_url;
 use switchyard_types::{Error, Result};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::task::AbortHandle;
 
-use crate::{Bus, Event};
+use crate::{Bus, Counters, Event, WindowCount, check_by, window_millis};
 
 /// How long [`RedisBus::connect`] waits for both connections and the subscription.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -54,6 +63,35 @@ const RECONNECT_BASE: u32 = 2;
 const RECHECK: Duration = Duration::from_millis(50);
 /// Pause between attempts to re-subscribe after a failed SUBSCRIBE on a live connection.
 const RESUBSCRIBE_RETRY: Duration = Duration::from_millis(500);
+/// The part of a counter's key between the bus's key prefix and the counter's own key.
+const COUNTER_INFIX: &str = "rl:";
+/// Error replies with which Redis refuses a counter script it received and could run (a bug, a
+/// foreign value in a counter key, an ACL without `EVAL`): `Internal`. Every other failure
+/// (no connection, a timeout, `LOADING`, `BUSY`, `READONLY`, `OOM`...) is `Unavailable`.
+const REFUSALS: [&str; 3] = ["ERR ", "WRONGTYPE ", "NOPERM "];
+
+/// The fixed-window counter script (see the module docs). `KEYS[1]` is the counter's key without
+/// the window index (`{key_prefix}rl:{key}:`), `ARGV[1]` the amount to add (0 reads), `ARGV[2]`
+/// the window in milliseconds; the reply is `{count, milliseconds left in the window}`. Lua
+/// numbers are doubles, exact for every integer involved (below 2^53).
+pub const COUNTER_SCRIPT: &str = r"
+local by = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local index = math.floor(now / window)
+local key = KEYS[1] .. string.format('%.0f', index)
+local count
+if by > 0 then
+  count = redis.call('INCRBY', key, ARGV[1])
+  if count == by then
+    redis.call('PEXPIRE', key, string.format('%.0f', 2 * window))
+  end
+else
+  count = tonumber(redis.call('GET', key) or '0')
+end
+return {count, window - (now - index * window)}
+";
 
 /// Encodes `event` as its channel payload (see the module docs).
 pub fn encode_event(event: &Event) -> String {
@@ -81,6 +119,10 @@ pub struct RedisBus {
     subscribed: watch::Receiver<bool>,
     last_error: Arc<Mutex<Option<String>>>,
     tasks: Vec<AbortHandle>,
+    /// `{key_prefix}rl:`, the prefix of every counter key.
+    counter_prefix: String,
+    /// The SHA1 of [`COUNTER_SCRIPT`], as returned by `SCRIPT LOAD` on first use.
+    script_sha: OnceLock<String>,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -218,6 +260,8 @@ impl RedisBus {
             subscribed,
             last_error,
             tasks,
+            counter_prefix: format!("{key_prefix}{COUNTER_INFIX}"),
+            script_sha: OnceLock::new(),
         })
     }
 
@@ -268,6 +312,68 @@ impl RedisBus {
             max_attempts: Some(1),
             ..Options::default()
         }
+    }
+
+    /// Runs [`COUNTER_SCRIPT`] on the publishing connection: `SCRIPT LOAD` on first use, then
+    /// `EVALSHA`, falling back to `EVAL` (which also caches the script again) on `NOSCRIPT`.
+    ///
+    /// These are sent as custom commands because fred 10.1 does not implement `LuaInterface` for
+    /// `WithOptions`: its `evalsha` would run on the bare client through `Deref`, without the
+    /// per-command options (fail at once while disconnected, one attempt, bounded wait), so an
+    /// addition could wait for a reconnection or be replayed after one.
+    async fn run_counter_script(
+        &self,
+        key: String,
+        by: i64,
+        window_ms: i64,
+    ) -> std::result::Result<(i64, i64), fred::error::Error> {
+        let client = self.publisher.with_options(&Self::command_options());
+        let sha = match self.script_sha.get() {
+            Some(sha) => sha.clone(),
+            None => {
+                let load = CustomCommand::new_static("SCRIPT", None::<u16>, false);
+                let sha: String = client.custom(load, vec!["LOAD", COUNTER_SCRIPT]).await?;
+                // A concurrent first call may have set it already: the same SHA1.
+                self.script_sha.get_or_init(|| sha).clone()
+            }
+        };
+        let args = |script: String| -> Vec<Value> {
+            vec![
+                script.into(),
+                1.into(),
+                key.as_str().into(),
+                by.into(),
+                window_ms.into(),
+            ]
+        };
+        let evalsha = CustomCommand::new_static("EVALSHA", None::<u16>, false);
+        match client.custom(evalsha, args(sha)).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                let eval = CustomCommand::new_static("EVAL", None::<u16>, false);
+                client.custom(eval, args(COUNTER_SCRIPT.to_owned())).await
+            }
+            result => result,
+        }
+    }
+
+    /// Maps a failed counter script to `Internal` when Redis refused it ([`REFUSALS`]) or its
+    /// reply was not the expected pair of integers, to `Unavailable` otherwise (fred reports a
+    /// lost connection with several kinds, `Unknown` among them); never leaking the password.
+    fn counter_error(&self, error: &fred::error::Error) -> Error {
+        let refused = REFUSALS
+            .iter()
+            .any(|reply| error.details().starts_with(reply));
+        let bad_reply = *error.kind() == fred::error::ErrorKind::Parse;
+        if !(refused || bad_reply) {
+            return self.unavailable("rate-limit counter script", error);
+        }
+        let message = format!(
+            "redis bus at {}: rate-limit counter script failed: {}",
+            self.masked_url,
+            error.details()
+        );
+        let password = self.publisher.client_config().password;
+        Error::internal(message).scrubbed_opt(password.as_deref())
     }
 
     /// Maps a fred error of `what` to `Unavailable`, never leaking the password.
@@ -330,6 +436,30 @@ impl Bus for RedisBus {
 
     fn backend(&self) -> &'static str {
         "redis"
+    }
+}
+
+#[async_trait]
+impl Counters for RedisBus {
+    async fn add(&self, key: &str, by: u64, window: Duration) -> Result<WindowCount> {
+        let window_ms = window_millis(window)?;
+        let by = check_by(by)?;
+        // At most MAX_WINDOW, so it fits.
+        let window_ms = i64::try_from(window_ms).unwrap_or(i64::MAX);
+        let redis_key = format!("{}{key}:", self.counter_prefix);
+        let run = self.run_counter_script(redis_key, by, window_ms);
+        match tokio::time::timeout(COMMAND_TIMEOUT, run).await {
+            Ok(Ok((count, left_ms))) => Ok(WindowCount {
+                count: u64::try_from(count).unwrap_or(0),
+                resets_in: Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
+            }),
+            Ok(Err(e)) => Err(self.counter_error(&e)),
+            Err(_) => Err(Error::unavailable(format!(
+                "redis bus at {}: no answer to the rate-limit counter script within {} ms",
+                self.masked_url,
+                COMMAND_TIMEOUT.as_millis()
+            ))),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use fred::prelude::{Builder, ClientLike, Config};
 use fred::types::CustomCommand;
 use switchyard_bus::local::LocalBus;
 use switchyard_bus::redis::RedisBus;
-use switchyard_bus::{Bus, Event, conformance};
+use switchyard_bus::{Bus, Counters, Event, conformance};
 use switchyard_types::ErrorKind;
 
 /// The Redis under test.
@@ -28,6 +28,34 @@ async fn local_bus_conforms() {
     conformance::run_all(|| {
         let bus = bus.clone();
         async move { Arc::new(bus) as Arc<dyn Bus> }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn local_counters_conform() {
+    let bus = LocalBus::new();
+    conformance::run_counters(|| {
+        let bus = bus.clone();
+        async move { Arc::new(bus) as Arc<dyn Counters> }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_counters_conform() {
+    let url = redis_url();
+    let prefix = unique_prefix();
+    // Each call is a new `RedisBus` on the same prefix: the cross-replica check shares counts
+    // between two of them.
+    conformance::run_counters(|| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            let bus = RedisBus::connect(&url, &prefix)
+                .await
+                .expect("connect to the test Redis");
+            Arc::new(bus) as Arc<dyn Counters>
+        }
     })
     .await;
 }
@@ -350,5 +378,167 @@ async fn redis_bus_survives_redis_being_down_at_start_and_restarted() {
     .await;
     delivery_works(&bus, Duration::from_secs(5)).await;
     bus.ping().await.expect("ping after the restart");
+    bus.shutdown().await;
+}
+
+/// An admin connection to `url`.
+async fn admin(url: &str) -> fred::clients::Client {
+    let admin = Builder::from_config(Config::from_url(url).expect("url"))
+        .build()
+        .expect("admin");
+    admin.init().await.expect("admin connects");
+    admin
+}
+
+#[tokio::test]
+async fn redis_counters_are_shared_by_prefix_and_stored_as_documented() {
+    let url = redis_url();
+    let prefix = unique_prefix();
+    let window = Duration::from_secs(3600);
+    let a = RedisBus::connect(&url, &prefix).await.expect("connect a");
+    let b = RedisBus::connect(&url, &prefix).await.expect("connect b");
+    let other = RedisBus::connect(&url, &unique_prefix())
+        .await
+        .expect("connect other");
+    let first = a.add("jobs:acme", 2, window).await.expect("add on a");
+    let second = b.add("jobs:acme", 3, window).await.expect("add on b");
+    let elsewhere = other
+        .add("jobs:acme", 1, window)
+        .await
+        .expect("add on other");
+    // A window boundary between the two additions would start the count again at 3.
+    assert!(
+        second.count == 5 || (second.count == 3 && second.resets_in > first.resets_in),
+        "{first:?} then {second:?}"
+    );
+    assert_eq!(elsewhere.count, 1, "another prefix shares the count");
+
+    // One key `{prefix}rl:{key}:{index}`, expiring within 2 windows.
+    let admin = admin(&url).await;
+    let keys: Vec<String> = admin
+        .custom(
+            CustomCommand::new_static("KEYS", None::<u16>, false),
+            vec![format!("{prefix}rl:*")],
+        )
+        .await
+        .expect("KEYS");
+    let [key] = keys.as_slice() else {
+        panic!("want one counter key, got {keys:?}");
+    };
+    let index = key
+        .strip_prefix(&format!("{prefix}rl:jobs:acme:"))
+        .unwrap_or_else(|| panic!("counter key {key:?} not named as documented"));
+    assert!(index.parse::<u64>().is_ok(), "window index {index:?}");
+    let pttl: i64 = admin
+        .custom(
+            CustomCommand::new_static("PTTL", None::<u16>, false),
+            vec![key.as_str()],
+        )
+        .await
+        .expect("PTTL");
+    assert!(
+        pttl > 0 && u128::try_from(pttl).expect("positive") <= 2 * window.as_millis(),
+        "PTTL {pttl}"
+    );
+
+    // Redis refusing the script (here: a foreign value in the counter's key) is no outage.
+    let _: () = admin
+        .custom(
+            CustomCommand::new_static("SET", None::<u16>, false),
+            vec![key.as_str(), "not a number", "KEEPTTL"],
+        )
+        .await
+        .expect("SET");
+    let err = a
+        .add("jobs:acme", 1, window)
+        .await
+        .expect_err("INCRBY on a non-integer");
+    assert_eq!(err.kind, ErrorKind::Internal, "{err:?}");
+    let _ = admin.quit().await;
+}
+
+#[tokio::test]
+async fn redis_counters_on_a_closed_port_are_unavailable_quickly() {
+    let started = Instant::now();
+    let bus = RedisBus::connect_lazy("redis://:hunter2@127.0.0.1:1", "test:closed:")
+        .expect("a well-formed URL is accepted");
+    for by in [1, 0] {
+        let result = tokio::time::timeout(
+            Duration::from_secs(2),
+            bus.add("k", by, Duration::from_secs(1)),
+        )
+        .await
+        .expect("bounded by ~1 s");
+        let err = result.expect_err("Redis is not there");
+        assert_eq!(err.kind, ErrorKind::Unavailable, "{err:?}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    }
+    // Commands fail at once while disconnected; the bound is generous for slow machines.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_counters_survive_a_script_flush_and_a_restart() {
+    let Some(mut redis) = TempRedis::new() else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    redis.start().await;
+    let bus = RedisBus::connect(&redis.url(), &unique_prefix())
+        .await
+        .expect("connect");
+    let window = Duration::from_secs(3600);
+    assert_eq!(bus.add("k", 1, window).await.expect("first add").count, 1);
+
+    // The script cache emptied (as after a restart): EVALSHA answers NOSCRIPT, EVAL takes over.
+    let admin = admin(&redis.url()).await;
+    let _: String = admin
+        .custom(
+            CustomCommand::new_static("SCRIPT", None::<u16>, false),
+            vec!["FLUSH"],
+        )
+        .await
+        .expect("SCRIPT FLUSH");
+    let _ = admin.quit().await;
+    let after_flush = bus
+        .add("k", 1, window)
+        .await
+        .expect("add after SCRIPT FLUSH");
+    assert!(matches!(after_flush.count, 1 | 2), "{after_flush:?}");
+    assert_eq!(
+        bus.add("k", 0, window).await.expect("read").count,
+        after_flush.count
+    );
+
+    // Redis gone: Unavailable, fast. Back (empty): counting starts again.
+    redis.kill();
+    eventually("bus notices Redis is gone", Duration::from_secs(5), || {
+        !bus.is_connected()
+    })
+    .await;
+    let started = Instant::now();
+    let err = bus.add("k", 1, window).await.expect_err("Redis is down");
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.start().await;
+    eventually("bus reconnects", Duration::from_secs(10), || {
+        bus.is_connected()
+    })
+    .await;
+    assert_eq!(
+        bus.add("k", 1, window)
+            .await
+            .expect("add after restart")
+            .count,
+        1
+    );
     bus.shutdown().await;
 }

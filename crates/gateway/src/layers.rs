@@ -1,7 +1,17 @@
 //! The middleware pieces of the gateway's tower stack (assembled in [`crate::router`]): the
-//! request id and envelope layer, the tracing span, and the panic handler.
+//! request id and envelope layer, the tracing span, the panic handler, security headers and
+//! CORS.
 
 use std::any::Any;
+use std::sync::LazyLock;
+
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
+    RETRY_AFTER, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
@@ -60,6 +70,9 @@ pub fn make_span(request: &Request) -> Span {
         request_id = %id,
         method = %request.method(),
         path = %request.uri().path(),
+        // Filled in by the auth layer once it knows the caller.
+        tenant = tracing::field::Empty,
+        subject = tracing::field::Empty,
     )
 }
 
@@ -107,6 +120,65 @@ pub async fn reject_oversize_body(request: Request, next: Next) -> Response {
         HeaderValue::from_static("close"),
     );
     response
+}
+
+/// The Content-Security-Policy of HTML pages: only this origin, no framing, and the docs page's
+/// one inline script allowed by its hash (so no `'unsafe-inline'`).
+static CSP: LazyLock<String> = LazyLock::new(|| {
+    let page = include_str!("docs.html");
+    let script = page
+        .split_once("<script>")
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .map_or("", |(script, _)| script);
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(script));
+    format!(
+        "default-src 'self'; script-src 'self' 'sha256-{hash}'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    )
+});
+
+/// Security headers: on every response `X-Content-Type-Options: nosniff` and
+/// `Referrer-Policy: no-referrer`; on HTML also a strict CSP and `X-Frame-Options: DENY`; on
+/// `/auth/*` (which carries tokens) `Cache-Control: no-store`.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let auth = request.uri().path().starts_with("/auth/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    let html = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html {
+        if let Ok(csp) = HeaderValue::from_str(&CSP) {
+            headers.insert(CONTENT_SECURITY_POLICY, csp);
+        }
+        headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    if auth {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// CORS for the configured browser origins: credentials travel in the `authorization` header
+/// (never cookies), so no `Allow-Credentials`.
+pub fn cors(origins: Vec<HeaderValue>) -> CorsLayer {
+    use axum::http::Method;
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([AUTHORIZATION, CONTENT_TYPE, REQUEST_ID_HEADER])
+        .expose_headers([REQUEST_ID_HEADER, RETRY_AFTER])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 #[cfg(test)]

@@ -8,8 +8,10 @@
 //!   statuses with one exhaustive match.
 //! - [`extract`] holds the JSON, query and path extractors that turn bad input into
 //!   `400 invalid_argument` (or `413 too_large`) envelopes instead of axum's plain-text rejections.
-//! - [`principal`] holds the [`Caller`] extractor and the one layer that, until authentication
-//!   lands, gives every request the development principal.
+//! - [`principal`] holds the [`Caller`] extractor and [`HttpReject`], which renders the
+//!   refusals of the shared auth layer (`switchyard_auth::layer`) in the envelope.
+//! - Identity lives at `/auth/*` (sessions, API keys) and `/api/admin/*` (tenants, users,
+//!   roles); every route's required scope is in `switchyard_auth::policy`.
 //!
 //! Handlers are three steps: take the [`Caller`], convert the request into `switchyard-core`
 //! terms, call [`Queue`], convert the answer back. They hold no domain logic.
@@ -27,9 +29,13 @@ pub mod principal;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::HeaderValue;
 use axum::routing::get;
 use serde::Serialize;
+use switchyard_auth::Identity;
+use switchyard_auth::layer::{AuthLayer, Edge, Gate};
 use switchyard_core::Queue;
+use switchyard_types::Principal;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -39,7 +45,7 @@ use utoipa::ToSchema;
 pub use envelope::{ApiError, Data, ErrorEntry, Reply};
 pub use extract::{ApiJson, ApiQuery, JobIdParam};
 pub use layers::{REQUEST_ID_HEADER, RequestId};
-pub use principal::Caller;
+pub use principal::{Caller, ClientAddr, HttpReject};
 
 /// The largest request body accepted, in bytes: 1.5 MiB. One job's payload may be 256 KiB
 /// (`MAX_PAYLOAD_BYTES`), so a single job always fits with room to spare, and a batch may carry
@@ -65,15 +71,38 @@ pub struct AppState {
     pub queue: Queue,
     /// What `/api/version` reports.
     pub build: Arc<BuildInfo>,
+    /// Log-in, tokens, API keys and administration; `None` answers those routes `503`.
+    pub identity: Option<Identity>,
+    /// The auth layer's decisions (shared with the gRPC edge).
+    pub gate: Arc<Gate>,
+    /// Origins allowed to call the API from a browser (CORS); empty: same origin only.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 impl AppState {
-    /// State over `queue`, reporting `build` at `/api/version`.
+    /// State over `queue`, reporting `build` at `/api/version`, with no identity service:
+    /// every request acts as [`Principal::dev`] and credentials are refused (embedding, tests).
     pub fn new(queue: Queue, build: BuildInfo) -> Self {
         AppState {
             queue,
             build: Arc::new(build),
+            identity: None,
+            gate: Arc::new(Gate::anonymous_only(Principal::dev())),
+            cors_origins: Vec::new(),
         }
+    }
+
+    /// Authenticates through `gate` and serves the identity routes from `identity`.
+    pub fn with_identity(mut self, identity: Identity, gate: Arc<Gate>) -> Self {
+        self.identity = Some(identity);
+        self.gate = gate;
+        self
+    }
+
+    /// Allows browsers on `origins` to call the API.
+    pub fn with_cors(mut self, origins: Vec<HeaderValue>) -> Self {
+        self.cors_origins = origins;
+        self
     }
 }
 
@@ -81,7 +110,7 @@ impl AppState {
 /// (queue routes, `ready`, `version`, `openapi.json`, `docs`). Unknown routes answer `404`, wrong
 /// methods `405`, both in the envelope. Serve it with `axum::serve(listener, router(state))`.
 pub fn router(state: AppState) -> Router {
-    let (api, document) = openapi::split();
+    let (api, root, document) = openapi::split();
     let document = Arc::new(document);
     let api = api
         .route(
@@ -89,18 +118,19 @@ pub fn router(state: AppState) -> Router {
             get(openapi::serve_document).with_state(document),
         )
         .route("/docs", get(openapi::serve_docs_page))
-        .with_state(state);
-    let routes = Router::new()
-        .route("/health", get(handlers::ops::health))
+        .with_state(state.clone());
+    let routes = root
+        .with_state(state.clone())
         .nest("/api", api.clone())
         .nest("/api/v1", api)
         .fallback(handlers::ops::no_route);
-    with_layers(routes)
+    with_layers(routes, state.gate.clone(), state.cors_origins.clone())
 }
 
-/// The gateway's tower stack around `routes`, outermost layer first.
-fn with_layers(routes: Router) -> Router {
-    routes.layer(
+/// The gateway's tower stack around `routes`, outermost layer first: `gate` authenticates,
+/// `cors_origins` (when any) may call from browsers.
+fn with_layers(routes: Router, gate: Arc<Gate>, cors_origins: Vec<HeaderValue>) -> Router {
+    let routes = routes.layer(
         ServiceBuilder::new()
             // Outermost, so every response, including those made by the layers below (413,
             // 500 after a panic, axum's bare 405), carries the request id and is rendered in
@@ -112,9 +142,13 @@ fn with_layers(routes: Router) -> Router {
             // A panicking handler becomes a 500 envelope (logged inside the span above) instead
             // of a dropped connection; promise 9: no input crashes a process.
             .layer(CatchPanicLayer::custom(layers::panic_response))
-            // Stand-in for authentication: gives every request Principal::dev(). The auth issue
-            // replaces this one line with its layer; handlers do not change.
-            .layer(axum::middleware::from_fn(principal::insert_dev_principal))
+            // Security headers (CSP and framing on HTML, nosniff everywhere, no-store on
+            // /auth), outside auth so refusals carry them too.
+            .layer(axum::middleware::from_fn(layers::security_headers))
+            // Authentication and authorisation, from the policy table shared with gRPC: puts
+            // the Principal in the request or answers 401/403/429 itself. Inside the span so
+            // refusals are logged with the request id, and the span learns the tenant.
+            .layer(AuthLayer::new(gate, Edge::Http, HttpReject))
             // A declared oversize body is answered 413 before routing, after draining it so
             // the client can read the answer (a reset connection would hide it).
             .layer(axum::middleware::from_fn(layers::reject_oversize_body))
@@ -122,7 +156,13 @@ fn with_layers(routes: Router) -> Router {
             // Innermost because it changes the request body type, which only the routes (not
             // the middleware above) accept.
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
-    )
+    );
+    if cors_origins.is_empty() {
+        return routes;
+    }
+    // Outermost: a browser's preflight is answered before anything else runs (it carries no
+    // credentials, so auth must not see it).
+    routes.layer(layers::cors(cors_origins))
 }
 
 #[cfg(test)]

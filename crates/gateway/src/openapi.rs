@@ -34,6 +34,8 @@ use crate::{AppState, handlers};
     ),
     tags(
         (name = "queue", description = "Jobs: enqueue, claim, lifecycle, listing, stats."),
+        (name = "auth", description = "Sessions (log-in, refresh, validate, log-out) and API keys."),
+        (name = "admin", description = "Tenants, users and roles."),
         (name = "ops", description = "Liveness, readiness, version.")
     )
 )]
@@ -62,20 +64,22 @@ pub struct Failure {
     pub meta: Meta,
 }
 
-/// The API router (relative paths, for mounting at `/api` and `/api/v1`) and the complete
-/// document, with paths as served under `/api`.
-pub(crate) fn split() -> (Router<AppState>, Document) {
+/// The API router (relative paths, for mounting at `/api` and `/api/v1`), the routes mounted
+/// at the root (`/auth/*`; `/health` is added by the caller) and the complete document, with
+/// API paths as served under `/api`.
+pub(crate) fn split() -> (Router<AppState>, Router<AppState>, Document) {
     let (api, api_document) = handlers::api_routes().split_for_parts();
-    let (_, root_document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (root, root_document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(handlers::ops::root_routes())
+        .merge(handlers::auth::routes())
         .split_for_parts();
-    (api, root_document.nest("/api", api_document))
+    (api, root, root_document.nest("/api", api_document))
 }
 
 /// The OpenAPI document of the gateway, as served at `/api/openapi.json` (for tooling, e.g. to
 /// write it to a file).
 pub fn document() -> Document {
-    split().1
+    split().2
 }
 
 /// `GET /api/openapi.json`.

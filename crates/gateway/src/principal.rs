@@ -1,11 +1,13 @@
-//! Who is calling. Handlers take a [`Caller`], which reads the [`Principal`] an authentication
-//! layer put in the request's extensions; they never look at credentials. Until authentication
-//! lands, [`insert_dev_principal`] is that layer.
+//! Who is calling. Handlers take a [`Caller`], which reads the [`Principal`] the auth layer
+//! (`switchyard_auth::layer`, shared with gRPC) put in the request's extensions; they never
+//! look at credentials. [`HttpReject`] is how that layer's refusals look over REST.
 
-use axum::extract::{FromRequestParts, Request};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use switchyard_auth::layer::Reject;
 use switchyard_types::{Error, ErrorKind, Principal};
 
 use crate::envelope::ApiError;
@@ -35,13 +37,35 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The development stand-in for authentication: every request acts as [`Principal::dev`] (the
-/// default tenant, scope `admin`). Replace this layer, and only this layer, with the real
-/// authentication layer; it must insert a `Principal` into the request's extensions (or
-/// answer 401 itself).
-pub async fn insert_dev_principal(mut request: Request, next: Next) -> Response {
-    request.extensions_mut().insert(Principal::dev());
-    next.run(request).await
+/// The address of the client that sent the request (the TCP peer), for log-in rate limits;
+/// `unknown` when the server was not started with connect info (tests calling the router
+/// directly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string());
+        Ok(ClientAddr(addr))
+    }
+}
+
+/// Refusals of the auth layer as REST responses: the error envelope, with `Retry-After` for
+/// rate limits (rendered by the envelope layer like every other error).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpReject;
+
+impl Reject for HttpReject {
+    type Body = axum::body::Body;
+
+    fn reject(&self, error: Error) -> Response {
+        ApiError(error).into_response()
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,16 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use tower::ServiceExt;
 
-use super::with_layers;
+use switchyard_auth::layer::Gate;
+use switchyard_types::Principal;
+
 use crate::principal::Caller;
+
+/// The stack as `switchyard dev` without identity has it: everyone is the dev principal.
+fn with_layers(routes: Router) -> Router {
+    let gate = Arc::new(Gate::anonymous_only(Principal::dev()));
+    super::with_layers(routes, gate, Vec::new())
+}
 
 /// Log output captured for one test.
 #[derive(Clone, Default)]

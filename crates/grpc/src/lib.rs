@@ -2,10 +2,11 @@
 //!
 //! * [`QueueGrpc`]: `switchyard.v1.QueueService`; each handler takes the caller's
 //!   [`Principal`], converts, calls [`Queue`] and converts back.
+//! * [`AuthGrpc`]: `switchyard.v1.AuthService` (sessions, API keys, administration).
 //! * [`to_status`]: the one `ErrorKind` -> gRPC code map, with `google.rpc` error details.
-//! * [`GrpcApi`]: everything the gRPC port serves, as a [`Routes`] ready to mount: the queue
-//!   behind the authentication interceptor, `grpc.health.v1` and server reflection (v1 and
-//!   v1alpha), so `grpcurl` and `buf curl` work with no `.proto` files.
+//! * [`GrpcApi`]: everything the gRPC port serves behind the one auth layer of
+//!   `switchyard-auth` (shared with REST): the services, `grpc.health.v1` and server reflection
+//!   (v1 and v1alpha, both public), so `grpcurl` and `buf curl` work with no `.proto` files.
 //! * [`serve`]: serves a [`GrpcApi`] on a listener until a shutdown future resolves, then stops
 //!   accepting and drains in-flight calls.
 //!
@@ -17,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod error;
 pub mod queue;
 mod request;
@@ -24,20 +26,28 @@ mod request;
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use switchyard_auth::Identity;
+use switchyard_auth::layer::{AuthLayer, Edge, Gate, Reject};
 use switchyard_core::Queue;
+use switchyard_proto::v1::auth_service_server::AuthServiceServer;
 use switchyard_proto::v1::queue_service_server::QueueServiceServer;
 use switchyard_types::Principal;
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
-use tonic::service::{Interceptor, Routes};
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Status};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use auth::AuthGrpc;
 pub use error::to_status;
 pub use queue::QueueGrpc;
+
+/// The fully qualified name of the auth service.
+pub const AUTH_SERVICE: &str = <AuthServiceServer<AuthGrpc> as NamedService>::NAME;
 
 /// The fully qualified name of the queue service, as health checks and reflection know it.
 pub const QUEUE_SERVICE: &str = <QueueServiceServer<QueueGrpc> as NamedService>::NAME;
@@ -57,13 +67,17 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// The authentication step used until real authentication lands: every request acts as
-/// [`Principal::dev`] (the default tenant, `admin` scope). It is the one place to swap: pass
-/// another [`Interceptor`] to [`GrpcApi::with_auth`], or put a tower layer in front that inserts
-/// a [`Principal`] into the request extensions; the handlers only read the extension.
-pub fn dev_authenticate(mut request: Request<()>) -> Result<Request<()>, Status> {
-    request.extensions_mut().insert(Principal::dev());
-    Ok(request)
+/// Refusals of the auth layer as gRPC responses: the status of the error (with its
+/// `google.rpc` details, e.g. `RetryInfo` for rate limits) in trailers-only form.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcReject;
+
+impl Reject for GrpcReject {
+    type Body = tonic::body::Body;
+
+    fn reject(&self, error: switchyard_types::Error) -> http::Response<Self::Body> {
+        to_status(error).into_http()
+    }
 }
 
 /// Everything the gRPC port serves: the routes, and the health reporter that says whether
@@ -71,25 +85,32 @@ pub fn dev_authenticate(mut request: Request<()>) -> Result<Request<()>, Status>
 pub struct GrpcApi {
     routes: Routes,
     health: HealthReporter,
+    gate: Arc<Gate>,
+    services: Vec<&'static str>,
 }
 
 impl GrpcApi {
-    /// The API over `queue`, authenticated by [`dev_authenticate`].
-    pub async fn new(queue: Queue) -> Result<Self, Error> {
-        Self::with_auth(queue, dev_authenticate).await
+    /// The API over `queue` for `switchyard dev` and tests: no identity service, every call acts
+    /// as [`Principal::dev`], and credentials are refused.
+    pub async fn dev(queue: Queue) -> Result<Self, Error> {
+        Self::new(
+            queue,
+            None,
+            Arc::new(Gate::anonymous_only(Principal::dev())),
+        )
+        .await
     }
 
-    /// The API over `queue`; `auth` runs before every application handler and must insert a
-    /// [`Principal`] into the request extensions or refuse the call. Health and reflection are
-    /// not authenticated. Health reports `SERVING` for `""` and [`QUEUE_SERVICE`].
-    pub async fn with_auth<A>(queue: Queue, auth: A) -> Result<Self, Error>
-    where
-        A: Interceptor + Clone + Send + Sync + 'static,
-    {
+    /// The API over `queue`, with `AuthService` when `identity` is given. Every call passes
+    /// `gate` first (the one auth layer, shared with REST), which looks its method up in the
+    /// policy table: health and reflection are public, the rest need a principal with the
+    /// right scope. Health reports `SERVING` for `""` and every application service.
+    pub async fn new(
+        queue: Queue,
+        identity: Option<Identity>,
+        gate: Arc<Gate>,
+    ) -> Result<Self, Error> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_service_status(QUEUE_SERVICE, ServingStatus::Serving)
-            .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(switchyard_proto::FILE_DESCRIPTOR_SET)
@@ -99,31 +120,33 @@ impl GrpcApi {
         };
         let queue = QueueServiceServer::new(QueueGrpc::new(queue))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
+        let mut services = vec![QUEUE_SERVICE];
         let mut routes = Routes::builder();
         routes
-            // Application services sit behind authentication, which supplies the Principal.
-            .add_service(tonic::service::interceptor::InterceptedService::new(
-                queue, auth,
-            ))
-            // Probes (load balancers, Kubernetes) must work without credentials.
+            .add_service(queue)
             .add_service(health_service)
-            // Reflection only describes the public API, so it needs no credentials either.
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?);
+        if let Some(identity) = identity {
+            routes.add_service(AuthServiceServer::new(AuthGrpc::new(identity)));
+            services.push(AUTH_SERVICE);
+        }
+        for service in &services {
+            health
+                .set_service_status(*service, ServingStatus::Serving)
+                .await;
+        }
         Ok(GrpcApi {
             routes: routes.routes(),
             health,
+            gate,
+            services,
         })
     }
 
     /// The health reporter, to mark services `NOT_SERVING` (e.g. while a dependency is down).
     pub fn health(&self) -> &HealthReporter {
         &self.health
-    }
-
-    /// The routes and health reporter, to mount with a custom [`Server`] (TLS, more services).
-    pub fn into_parts(self) -> (Routes, HealthReporter) {
-        (self.routes, self.health)
     }
 
     /// Serves on `listener` until `shutdown` resolves. Then health turns `NOT_SERVING`, the
@@ -135,9 +158,10 @@ impl GrpcApi {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let health = self.health.clone();
+        let services = self.services.clone();
         let shutdown = async move {
             shutdown.await;
-            for service in ["", QUEUE_SERVICE] {
+            for service in std::iter::once("").chain(services) {
                 health
                     .set_service_status(service, ServingStatus::NotServing)
                     .await;
@@ -149,6 +173,8 @@ impl GrpcApi {
             // Detects dead peers (agents behind NATs) without waiting for TCP timeouts.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            // Every call passes the auth layer first; it supplies the Principal or refuses.
+            .layer(AuthLayer::new(self.gate, Edge::Grpc, GrpcReject))
             .add_routes(self.routes)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
@@ -156,12 +182,12 @@ impl GrpcApi {
     }
 }
 
-/// Serves the gRPC API over `queue` on `listener` (authenticated by [`dev_authenticate`]) until
+/// Serves the development gRPC API ([`GrpcApi::dev`]) over `queue` on `listener` until
 /// `shutdown` resolves, then drains; see [`GrpcApi::serve`].
 pub async fn serve(
     listener: TcpListener,
     queue: Queue,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    GrpcApi::new(queue).await?.serve(listener, shutdown).await
+    GrpcApi::dev(queue).await?.serve(listener, shutdown).await
 }

@@ -30,7 +30,7 @@ impl QueueGrpc {
 
 /// Splits a request into its caller and its message. No principal means the request did not go
 /// through authentication: `UNAUTHENTICATED`.
-fn take<T>(request: Request<T>) -> Result<(Principal, T), Status> {
+pub(crate) fn take<T>(request: Request<T>) -> Result<(Principal, T), Status> {
     let who = request
         .extensions()
         .get::<Principal>()

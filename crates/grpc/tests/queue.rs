@@ -459,27 +459,32 @@ async fn a_failing_job_is_retried_then_dead_lettered_and_redriven() {
 }
 
 #[tokio::test]
-async fn calls_refused_by_authentication_are_unauthenticated() {
-    let server = Server::start_with(|_req: tonic::Request<()>| -> Result<_, tonic::Status> {
-        Err(tonic::Status::unauthenticated("no token"))
-    })
-    .await;
+async fn calls_refused_by_the_auth_layer_are_unauthenticated_or_denied() {
+    use switchyard_types::{Scope, ScopeSet};
+    // Without an identity service, any credential is refused.
+    let server = Server::start().await;
     let mut client = server.queue().await;
-    let err = client
-        .get_stats(pb::GetStatsRequest {})
-        .await
-        .expect_err("refused");
+    let mut request = tonic::Request::new(pb::GetStatsRequest {});
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer not-a-token".parse().unwrap());
+    let err = client.get_stats(request).await.expect_err("refused");
     assert_eq!(err.code(), Code::Unauthenticated);
-}
 
-#[tokio::test]
-async fn a_handler_without_a_principal_is_unauthenticated() {
-    // An interceptor that lets the call through without inserting a Principal.
-    let server = Server::start_with(Ok::<tonic::Request<()>, tonic::Status>).await;
+    // A caller without `jobs:write` may read but not enqueue.
+    let reader = switchyard_types::Principal {
+        scopes: ScopeSet::of(&[Scope::JobsRead]),
+        ..switchyard_types::Principal::dev()
+    };
+    let server = Server::start_with(switchyard_auth::layer::Gate::anonymous_only(reader)).await;
     let mut client = server.queue().await;
-    let err = client
+    client
         .get_stats(pb::GetStatsRequest {})
         .await
-        .expect_err("no principal");
-    assert_eq!(err.code(), Code::Unauthenticated);
+        .expect("read");
+    let err = client
+        .enqueue(pb::EnqueueRequest { jobs: vec![] })
+        .await
+        .expect_err("denied");
+    assert_eq!(err.code(), Code::PermissionDenied);
 }

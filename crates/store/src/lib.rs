@@ -1,7 +1,9 @@
-//! Storage for Switchyard. [`QueueStore`] is the one trait the domain (`switchyard-core`) sees;
-//! [`postgres::PgStore`] (production) and [`sqlite::SqliteStore`] (the embedded default) implement
-//! it, and [`conformance`] holds the suite both must pass. Driver errors stop here: they are
-//! translated into [`switchyard_types::Error`] so `sqlx::Error` never reaches the domain.
+//! Storage for Switchyard. [`QueueStore`] is the one trait the domain (`switchyard-core`) sees
+//! for jobs, and [`IdentityStore`] the one the auth layer sees for tenants, users, roles,
+//! refresh tokens and API keys; [`postgres::PgStore`] (production) and [`sqlite::SqliteStore`]
+//! (the embedded default) implement both, and [`conformance`] and [`identity_conformance`] hold
+//! the suites both must pass. Driver errors stop here: they are translated into
+//! [`switchyard_types::Error`] so `sqlx::Error` never reaches the domain.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +17,17 @@ use switchyard_types::{
 mod batch;
 pub mod conformance;
 mod error;
+pub mod identity;
+pub mod identity_conformance;
 #[macro_use]
 mod limits;
 pub mod postgres;
+mod postgres_identity;
 mod rows;
 pub mod sqlite;
+mod sqlite_identity;
+
+pub use identity::IdentityStore;
 
 /// How far the embedded migrations are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,13 +133,39 @@ pub trait QueueStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 }
 
-/// Opens the store named by `url` (`postgres://…` or `sqlite://…`), applying migrations when
-/// `migrate` is set.
-pub async fn open(url: &str, migrate: bool) -> Result<Arc<dyn QueueStore>> {
+/// The stores of one database: both handles share one adapter instance (one connection pool),
+/// so opening the database once serves the queue and identities alike.
+#[derive(Clone)]
+pub struct Stores {
+    /// Jobs.
+    pub queue: Arc<dyn QueueStore>,
+    /// Tenants, users, roles, refresh tokens and API keys.
+    pub identity: Arc<dyn IdentityStore>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("backend", &self.queue.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the stores of the database named by `url` (`postgres://…` or `sqlite:…`), applying
+/// migrations when `migrate` is set.
+pub async fn open(url: &str, migrate: bool) -> Result<Stores> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgStore::connect(url, migrate).await?))
+        let store = Arc::new(postgres::PgStore::connect(url, migrate).await?);
+        Ok(Stores {
+            queue: store.clone(),
+            identity: store,
+        })
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url, migrate).await?))
+        let store = Arc::new(sqlite::SqliteStore::connect(url, migrate).await?);
+        Ok(Stores {
+            queue: store.clone(),
+            identity: store,
+        })
     } else {
         Err(Error::invalid(
             "database_url",

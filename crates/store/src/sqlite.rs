@@ -29,7 +29,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 /// The embedded store on a SQLite file (or `sqlite::memory:` for tests).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// The one connection (shared with the identity store in `sqlite_identity`).
+    pub(crate) pool: SqlitePool,
 }
 
 impl SqliteStore {

@@ -2,12 +2,17 @@
 //! error type shared by every crate. This crate does no I/O; every other crate speaks in it.
 
 mod error;
+mod identity;
 mod job;
 mod principal;
 
 pub use error::{Error, ErrorKind, FieldViolation, Result};
+pub use identity::{
+    ApiKey, ApiKeyCredentials, ApiKeyId, NewApiKey, NewRefreshToken, NewUser, Role, Rotation,
+    Tenant, User, UserCredentials, UserId, validate_name,
+};
 pub use job::{
     ClaimRequest, Job, JobFailure, JobFilter, JobId, JobState, Labels, MAX_BATCH,
     MAX_PAYLOAD_BYTES, NewJob, Outcome, Page, Priority, QueueStats, ReapReport, TenantId,
 };
-pub use principal::Principal;
+pub use principal::{Principal, PrincipalKind, Scope, ScopeSet};

@@ -3,6 +3,7 @@
 //! fields are `snake_case`; enums are `UPPER_SNAKE` strings, parsed case-insensitively (by the
 //! domain types' own `Deserialize`); timestamps are RFC 3339; ids are strings.
 
+pub mod identity;
 pub mod requests;
 pub mod views;
 

@@ -1,6 +1,8 @@
 //! Route handlers, grouped by area. Each module exposes its routes as a utoipa-axum
 //! `OpenApiRouter`, so the OpenAPI document is generated from the same code that routes.
 
+pub(crate) mod admin;
+pub(crate) mod auth;
 pub(crate) mod ops;
 pub(crate) mod queue;
 
@@ -13,5 +15,6 @@ use crate::AppState;
 pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(queue::routes())
+        .merge(admin::routes())
         .merge(ops::api_routes())
 }

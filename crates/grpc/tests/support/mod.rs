@@ -7,15 +7,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use switchyard_auth::layer::Gate;
 use switchyard_bus::local::LocalBus;
 use switchyard_core::{Queue, QueueConfig};
 use switchyard_grpc::GrpcApi;
 use switchyard_proto::v1::queue_service_client::QueueServiceClient;
 use switchyard_store::sqlite::SqliteStore;
+use switchyard_types::Principal;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::service::Interceptor;
 use tonic::transport::Channel;
 
 /// One running server; dropping it without [`Server::stop`] leaves the task to the runtime.
@@ -27,16 +28,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Boots with the dev authentication.
+    /// Boots as `switchyard dev` without identity: every call acts as the dev principal.
     pub async fn start() -> Server {
-        Self::start_with(switchyard_grpc::dev_authenticate).await
+        Self::start_with(Gate::anonymous_only(Principal::dev())).await
     }
 
-    /// Boots with `auth` in front of the queue.
-    pub async fn start_with<A>(auth: A) -> Server
-    where
-        A: Interceptor + Clone + Send + Sync + 'static,
-    {
+    /// Boots with `gate` deciding who calls (no identity service).
+    pub async fn start_with(gate: Gate) -> Server {
         let store = SqliteStore::connect("sqlite::memory:", true)
             .await
             .expect("sqlite store");
@@ -45,7 +43,9 @@ impl Server {
             Arc::new(LocalBus::new()),
             QueueConfig::default(),
         );
-        let api = GrpcApi::with_auth(queue, auth).await.expect("grpc api");
+        let api = GrpcApi::new(queue, None, Arc::new(gate))
+            .await
+            .expect("grpc api");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();

@@ -1,0 +1,219 @@
+//! The CLI's connection to `AuthService`: the channel, the bearer credential (an explicit token,
+//! or the saved session, refreshed once when the server says it has expired), and errors as
+//! `<code>: <message>`.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_proto::v1::RefreshRequest;
+use switchyard_proto::v1::auth_service_client::AuthServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use super::session::{self, Session};
+
+/// The server when neither `--server` nor a saved session names one.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// A generated `AuthService` client over a plain channel.
+pub type Client = AuthServiceClient<Channel>;
+
+/// `http://` is assumed when the address has no scheme; a trailing `/` is dropped; an empty
+/// address is [`DEFAULT_SERVER`].
+pub fn normalize_server(server: &str) -> String {
+    let server = server.trim().trim_end_matches('/');
+    if server.is_empty() {
+        DEFAULT_SERVER.to_owned()
+    } else if server.contains("://") {
+        server.to_owned()
+    } else {
+        format!("http://{server}")
+    }
+}
+
+/// Connects to the gRPC server at `server` (already normalized).
+pub async fn connect(server: &str) -> anyhow::Result<Client> {
+    let endpoint = Endpoint::from_shared(server.to_owned())
+        .map_err(|e| anyhow::anyhow!("invalid_argument: bad server address {server:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60));
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("unavailable: cannot reach the server at {server}"))?;
+    Ok(AuthServiceClient::new(channel))
+}
+
+/// The error for a failed call: `<code>: <message>`, the code in `snake_case`.
+pub fn status_error(status: &Status) -> anyhow::Error {
+    let message = match status.message() {
+        "" => status.code().description(),
+        m => m,
+    };
+    anyhow::anyhow!("{}: {message}", code_name(status.code()))
+}
+
+/// The `snake_case` name of a gRPC status code, as in the REST envelope's error codes.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// `Bearer <token>` as a metadata value; the error never shows the token.
+fn bearer(token: &str) -> anyhow::Result<MetadataValue<Ascii>> {
+    MetadataValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| anyhow::anyhow!("the token holds characters a header cannot carry"))
+}
+
+/// What the calls authenticate with.
+enum Credential {
+    /// `--token` / `SWITCHYARD_TOKEN`: an API key or access token, used as it is.
+    Token(String),
+    /// The saved session, refreshed (and saved again) when its access token has expired.
+    Session {
+        /// The session.
+        session: Session,
+        /// Its file.
+        path: PathBuf,
+    },
+}
+
+/// A connected client that sends a bearer credential on every call.
+pub struct Authed {
+    client: Client,
+    credential: Credential,
+}
+
+impl Authed {
+    /// Connects with `token` when given, else with the session saved at `path`; to `server`
+    /// when given, else to the session's server, else to [`DEFAULT_SERVER`].
+    pub async fn open(
+        server: Option<&str>,
+        token: Option<String>,
+        path: PathBuf,
+    ) -> anyhow::Result<Authed> {
+        let credential = match token.filter(|t| !t.is_empty()) {
+            Some(token) => Credential::Token(token),
+            None => match session::load(&path)? {
+                Some(session) => Credential::Session { session, path },
+                None => anyhow::bail!(
+                    "not logged in (no session at {}): run `switchyard login --email …`, or pass \
+                     --token / SWITCHYARD_TOKEN",
+                    path.display()
+                ),
+            },
+        };
+        let server = match (server.filter(|s| !s.trim().is_empty()), &credential) {
+            (Some(s), _) => normalize_server(s),
+            (None, Credential::Session { session, .. }) => normalize_server(&session.server),
+            (None, Credential::Token(_)) => DEFAULT_SERVER.to_owned(),
+        };
+        let client = connect(&server).await?;
+        Ok(Authed { client, credential })
+    }
+
+    /// Calls `rpc` with `req` and the credential. When the saved session's access token is
+    /// refused (UNAUTHENTICATED), refreshes the session once, saves it, and calls again.
+    pub async fn call<Req, Resp, F, Fut>(&mut self, req: Req, rpc: F) -> anyhow::Result<Resp>
+    where
+        Req: Clone,
+        F: Fn(Client, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        let first = rpc(self.client.clone(), self.request(req.clone())?).await;
+        match first {
+            Ok(resp) => return Ok(resp.into_inner()),
+            Err(s) if s.code() == Code::Unauthenticated && self.can_refresh() => {
+                self.refresh().await?;
+            }
+            Err(s) => return Err(status_error(&s)),
+        }
+        rpc(self.client.clone(), self.request(req)?)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| status_error(&s))
+    }
+
+    fn request<Req>(&self, req: Req) -> anyhow::Result<tonic::Request<Req>> {
+        let token = match &self.credential {
+            Credential::Token(token) => token,
+            Credential::Session { session, .. } => &session.access_token,
+        };
+        let mut request = tonic::Request::new(req);
+        request
+            .metadata_mut()
+            .insert("authorization", bearer(token)?);
+        Ok(request)
+    }
+
+    fn can_refresh(&self) -> bool {
+        matches!(&self.credential, Credential::Session { session, .. } if !session.refresh_token.is_empty())
+    }
+
+    /// Trades the session's refresh token for a new pair and saves it.
+    async fn refresh(&mut self) -> anyhow::Result<()> {
+        let Credential::Session { session, path } = &mut self.credential else {
+            return Ok(());
+        };
+        let request = RefreshRequest {
+            refresh_token: session.refresh_token.clone(),
+        };
+        let fresh = match self.client.refresh(request).await {
+            Ok(resp) => resp
+                .into_inner()
+                .session
+                .context("internal: the server answered a refresh without a session")?,
+            Err(s) if s.code() == Code::Unauthenticated => anyhow::bail!(
+                "unauthenticated: the saved session has expired or was revoked; log in again \
+                 with `switchyard login --email {}`",
+                session.email
+            ),
+            Err(s) => return Err(status_error(&s)),
+        };
+        session.access_token = fresh.access_token;
+        session.refresh_token = fresh.refresh_token;
+        session::save(path, session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_get_a_scheme_and_lose_a_trailing_slash() {
+        assert_eq!(normalize_server("127.0.0.1:1"), "http://127.0.0.1:1");
+        assert_eq!(
+            normalize_server("https://sy.example/"),
+            "https://sy.example"
+        );
+    }
+
+    #[test]
+    fn errors_read_code_then_message() {
+        let e = status_error(&Status::unauthenticated("invalid credentials"));
+        assert_eq!(e.to_string(), "unauthenticated: invalid credentials");
+        let e = status_error(&Status::new(Code::NotFound, ""));
+        assert!(e.to_string().starts_with("not_found: "), "{e}");
+    }
+}
