@@ -11,7 +11,7 @@ use chrono::Utc;
 use switchyard_store::IdentityStore;
 use switchyard_types::{
     ApiKey, ApiKeyId, Error, ErrorKind, NewApiKey, NewRefreshToken, NewUser, Principal,
-    PrincipalKind, Result, Role, Rotation, Scope, ScopeSet, Tenant, TenantId, User, validate_name,
+    PrincipalKind, Result, Role, Rotation, ScopeSet, Tenant, TenantId, User, validate_name,
 };
 use uuid::Uuid;
 
@@ -371,22 +371,6 @@ impl Identity {
         Ok(key)
     }
 
-    /// Whether `who` administers the whole installation.
-    pub fn is_platform_admin(who: &Principal) -> bool {
-        who.tenant == TenantId::default_tenant() && who.allows(Scope::Admin)
-    }
-
-    fn platform_admin(who: &Principal) -> Result<()> {
-        if Self::is_platform_admin(who) {
-            Ok(())
-        } else {
-            Err(Error::new(
-                ErrorKind::PermissionDenied,
-                "only administrators of the default tenant manage tenants",
-            ))
-        }
-    }
-
     /// Creates a tenant (platform administrators only).
     pub async fn create_tenant(
         &self,
@@ -394,7 +378,7 @@ impl Identity {
         id: &TenantId,
         name: &str,
     ) -> Result<Tenant> {
-        Self::platform_admin(who)?;
+        who.require_platform_admin("manage tenants")?;
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
             return Err(Error::invalid("name", "must be 1-200 characters"));
@@ -404,7 +388,7 @@ impl Identity {
 
     /// Every tenant for a platform administrator; the caller's own otherwise.
     pub async fn list_tenants(&self, who: &Principal) -> Result<Vec<Tenant>> {
-        if Self::is_platform_admin(who) {
+        if who.is_platform_admin() {
             self.store.list_tenants().await
         } else {
             Ok(vec![self.store.tenant(&who.tenant).await?])
@@ -416,7 +400,7 @@ impl Identity {
     fn target_tenant(who: &Principal, tenant: Option<TenantId>) -> Result<TenantId> {
         match tenant {
             None => Ok(who.tenant.clone()),
-            Some(t) if t == who.tenant || Self::is_platform_admin(who) => Ok(t),
+            Some(t) if t == who.tenant || who.is_platform_admin() => Ok(t),
             Some(t) => Err(Error::not_found(format!("tenant {t}"))),
         }
     }

@@ -490,8 +490,15 @@ impl Queue {
         Ok(max_running)
     }
 
+    /// One reaper pass over every tenant, run now on behalf of `who`: it spans every tenant,
+    /// so only platform administrators may ask for it.
+    pub async fn requeue_expired(&self, who: &Principal) -> Result<ReapReport> {
+        who.require_platform_admin("run maintenance across tenants")?;
+        self.reap_all().await
+    }
+
     /// One reaper pass over every tenant, repeated while full batches come back.
-    pub async fn requeue_expired(&self) -> Result<ReapReport> {
+    async fn reap_all(&self) -> Result<ReapReport> {
         let mut total = ReapReport::default();
         loop {
             let pass = self
@@ -514,7 +521,7 @@ impl Queue {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = tick.tick() => match self.requeue_expired().await {
+                _ = tick.tick() => match self.reap_all().await {
                     Ok(r) if r.requeued + r.dead_lettered > 0 => {
                         tracing::info!(requeued = r.requeued, dead_lettered = r.dead_lettered, "reaped expired leases");
                     }

@@ -224,10 +224,8 @@ impl QueueService for QueueGrpc {
         &self,
         request: Request<pb::RequeueExpiredRequest>,
     ) -> Result<Response<pb::RequeueExpiredResponse>, Status> {
-        // The pass spans every tenant; the caller is only required to be authenticated (the
-        // scope check arrives with authentication).
-        let (_who, _) = take(request)?;
-        let report = self.queue.requeue_expired().await.map_err(to_status)?;
+        let (who, _) = take(request)?;
+        let report = self.queue.requeue_expired(&who).await.map_err(to_status)?;
         Ok(Response::new(report.into()))
     }
 }

@@ -226,6 +226,23 @@ impl Principal {
             ))
         }
     }
+
+    /// Whether the caller administers the whole installation: `admin` in the default tenant.
+    pub fn is_platform_admin(&self) -> bool {
+        self.tenant == TenantId::default_tenant() && self.allows(Scope::Admin)
+    }
+
+    /// `Ok` for a platform administrator, else `PermissionDenied` saying what `action` needs.
+    pub fn require_platform_admin(&self, action: &str) -> Result<(), Error> {
+        if self.is_platform_admin() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                crate::ErrorKind::PermissionDenied,
+                format!("only administrators of the default tenant {action}"),
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -224,6 +224,6 @@ async fn set_limits(
 /// Runs one reaper pass now: requeues or dead-letters jobs whose lease expired.
 #[utoipa::path(post, path = "/queue/maintenance/requeue-expired", tag = "queue",
     responses((status = 200, body = Success<ReapView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
-async fn requeue_expired(State(state): State<AppState>, Caller(_who): Caller) -> Reply<ReapView> {
-    Ok(Data::ok(state.queue.requeue_expired().await?.into()))
+async fn requeue_expired(State(state): State<AppState>, Caller(who): Caller) -> Reply<ReapView> {
+    Ok(Data::ok(state.queue.requeue_expired(&who).await?.into()))
 }
