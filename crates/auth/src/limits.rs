@@ -99,6 +99,8 @@ impl LoginLimiter {
 struct Tally {
     /// Requests since the last flush.
     pending: u64,
+    /// Requests being flushed now: counted until the shared total that includes them arrives.
+    flushing: u64,
     /// The shared count at the last flush (every replica's requests).
     shared: u64,
     /// When the shared window ends.
@@ -138,6 +140,7 @@ impl TenantQuota {
         let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
         let tally = tallies.entry(tenant.clone()).or_insert_with(|| Tally {
             pending: 0,
+            flushing: 0,
             shared: 0,
             resets_at: now + WINDOW,
         });
@@ -145,7 +148,7 @@ impl TenantQuota {
             tally.shared = 0;
             tally.resets_at = now + WINDOW;
         }
-        if tally.shared + tally.pending >= self.per_minute {
+        if tally.shared + tally.flushing + tally.pending >= self.per_minute {
             return Err(rate_limited(
                 "the tenant's request quota is used up; try again later",
                 tally.resets_at - now,
@@ -164,13 +167,17 @@ impl TenantQuota {
             tallies.retain(|_, t| t.pending > 0 || now < t.resets_at);
             tallies
                 .iter_mut()
-                .map(|(tenant, t)| (tenant.clone(), std::mem::take(&mut t.pending)))
+                .map(|(tenant, t)| {
+                    t.flushing = std::mem::take(&mut t.pending);
+                    (tenant.clone(), t.flushing)
+                })
                 .collect()
         };
         for (tenant, by) in pending {
             let total = self.counting.add(&format!("tenant:{tenant}"), by).await;
             let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(t) = tallies.get_mut(&tenant) {
+                t.flushing = 0;
                 t.shared = total.count;
                 t.resets_at = Instant::now() + total.resets_in;
             }
@@ -238,5 +245,42 @@ mod tests {
         let err = b.admit(&t).unwrap_err();
         assert_eq!(err.kind, ErrorKind::RateLimited);
         assert!(a.admit(&tenant("t2")).is_ok(), "tenants are separate");
+    }
+
+    /// Shared counters whose answers wait until the test lets them through, like a slow Redis.
+    struct Held {
+        inner: LocalBus,
+        gate: tokio::sync::Semaphore,
+    }
+
+    #[async_trait::async_trait]
+    impl Counters for Held {
+        async fn add(&self, key: &str, by: u64, window: Duration) -> Result<WindowCount> {
+            let _pass = self.gate.acquire().await;
+            self.inner.add(key, by, window).await
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_being_flushed_still_count_against_the_quota() {
+        let shared = Arc::new(Held {
+            inner: LocalBus::new(),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let quota = TenantQuota::new(shared.clone(), 10);
+        let t = tenant("t1");
+        for _ in 0..10 {
+            quota.admit(&t).unwrap();
+        }
+        let flushing = tokio::spawn({
+            let quota = quota.clone();
+            async move { quota.flush().await }
+        });
+        tokio::task::yield_now().await;
+        let err = quota.admit(&t).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::RateLimited, "admitted while flushing");
+        shared.gate.add_permits(1);
+        flushing.await.unwrap();
+        assert_eq!(quota.admit(&t).unwrap_err().kind, ErrorKind::RateLimited);
     }
 }
