@@ -26,6 +26,9 @@ use crate::secret::{
 /// tab or a retried request) before presenting it counts as theft and revokes its family.
 pub const REFRESH_GRACE: Duration = Duration::from_secs(10);
 
+/// The limiter's stand-in email for failed refreshes: they count per client address.
+const REFRESH: &str = "(refresh)";
+
 /// How long an API key looked up from the store is trusted by this replica. Revocation takes
 /// effect at once on the replica that revoked it, and within this time on the others.
 pub const API_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -226,8 +229,9 @@ impl Identity {
 
     /// Trades a refresh token for a new pair. The presented token is rotated; presenting a
     /// rotated token again (after the grace, [`REFRESH_GRACE`] by default) revokes every token
-    /// of its log-in.
-    pub async fn refresh(&self, refresh_token: &Secret) -> Result<Session> {
+    /// of its log-in. Failed refreshes from `client` are limited like failed log-ins.
+    pub async fn refresh(&self, refresh_token: &Secret, client: &str) -> Result<Session> {
+        self.limiter.check(client, REFRESH).await?;
         let presented = digest(refresh_token.expose());
         let next = new_refresh_token();
         let ttl = chrono::Duration::from_std(self.config.refresh_ttl)
@@ -254,9 +258,13 @@ impl Identity {
                 tracing::warn!(
                     "a rotated refresh token was presented again; its family is revoked"
                 );
+                self.limiter.failed(client, REFRESH).await;
                 Err(unauthenticated())
             }
-            Rotation::Invalid => Err(unauthenticated()),
+            Rotation::Invalid => {
+                self.limiter.failed(client, REFRESH).await;
+                Err(unauthenticated())
+            }
         }
     }
 

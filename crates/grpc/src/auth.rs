@@ -40,6 +40,13 @@ fn scopes(names: &[String]) -> Result<ScopeSet, Status> {
     ScopeSet::parse("scopes", names.iter().map(String::as_str)).map_err(to_status)
 }
 
+/// The caller's IP address, the key of the log-in and refresh limits.
+fn client_addr<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+}
+
 fn invalid(field: &str, description: &str) -> Status {
     to_status(Error::invalid(field, description))
 }
@@ -50,9 +57,7 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
-        let client = request
-            .remote_addr()
-            .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+        let client = client_addr(&request);
         let req = request.into_inner();
         let s = self
             .identity
@@ -68,10 +73,11 @@ impl AuthService for AuthGrpc {
         &self,
         request: Request<pb::RefreshRequest>,
     ) -> Result<Response<pb::RefreshResponse>, Status> {
+        let client = client_addr(&request);
         let req = request.into_inner();
         let s = self
             .identity
-            .refresh(&Secret::new(req.refresh_token))
+            .refresh(&Secret::new(req.refresh_token), &client)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::RefreshResponse {

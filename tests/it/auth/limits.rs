@@ -1,5 +1,5 @@
 //! Rate limits: failed log-ins per (client address, email), on one replica and across two
-//! sharing Redis, over REST and gRPC; and the per-tenant request quota.
+//! sharing Redis, over REST and gRPC; failed refreshes per address; the per-tenant request quota.
 
 use std::time::Duration;
 
@@ -71,32 +71,54 @@ async fn the_eleventh_failed_log_in_is_refused_over_rest_and_grpc() {
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     // ...and another email counts its own failures there.
-    for i in 1..=10 {
+    for i in 1..=11 {
         let err = auth
             .login(login("grpc@it.test", "not-the-password"))
             .await
             .unwrap_err();
-        assert_eq!(
-            err.code(),
-            Code::Unauthenticated,
-            "gRPC failure {i}: {err:?}"
+        let expected = if i <= 10 {
+            Code::Unauthenticated
+        } else {
+            Code::ResourceExhausted
+        };
+        assert_eq!(err.code(), expected, "gRPC failure {i}: {err:?}");
+        if i <= 10 {
+            continue;
+        }
+        let retry = err.get_details_retry_info().expect("RetryInfo details");
+        let delay = retry.retry_delay.expect("a retry delay");
+        assert!(
+            delay >= Duration::from_secs(1) && delay <= Duration::from_secs(60),
+            "{delay:?}"
         );
     }
-    let err = auth
-        .login(login("grpc@it.test", "not-the-password"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Code::ResourceExhausted,
-        "11th over gRPC: {err:?}"
+}
+
+async fn refresh_with(s: &Server, refresh_token: &str) -> Reply {
+    call(
+        s.anon
+            .post(s.url("/auth/refresh"))
+            .json(&json!({ "refresh_token": refresh_token })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_eleventh_failed_refresh_from_one_address_is_refused() {
+    let s = Server::start(Db::Sqlite, &[]).await;
+    with_room_in_the_window(LOGIN_TEST_TIME).await;
+    let (_, good) = super::session(&s, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    for i in 1..=10 {
+        let r = refresh_with(&s, &format!("syr_guess{i}")).await;
+        assert_error(&r, 401, "unauthenticated", &format!("failed refresh {i}"));
+    }
+    let r = refresh_with(&s, &good).await;
+    assert_rate_limited(
+        &r,
+        "a good refresh token after 10 failures from this address",
     );
-    let retry = err.get_details_retry_info().expect("RetryInfo details");
-    let delay = retry.retry_delay.expect("a retry delay");
-    assert!(
-        delay >= Duration::from_secs(1) && delay <= Duration::from_secs(60),
-        "{delay:?}"
-    );
+    // Log-ins keep their own allowance.
+    login(&s.anon, s.http, ADMIN_EMAIL, ADMIN_PASSWORD).await;
 }
 
 #[tokio::test]

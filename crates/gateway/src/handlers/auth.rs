@@ -62,16 +62,18 @@ async fn login(
 }
 
 /// Trades a refresh token for a new pair; the presented token is rotated. Presenting a rotated
-/// token again (after 10 s) revokes every token of that log-in.
+/// token again (after 10 s) revokes every token of that log-in. After 10 failed refreshes from
+/// one client address within a minute, refreshes from it are `429` with `Retry-After`.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshBody,
     responses((status = 200, body = Success<SessionView>), (status = 401, body = Failure),
-        (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+        (status = 429, body = Failure), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
 async fn refresh(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Reply<SessionView> {
     let session = identity(&state)?
-        .refresh(&Secret::new(body.refresh_token))
+        .refresh(&Secret::new(body.refresh_token), &client)
         .await?;
     Ok(Data::ok(session.into()))
 }
