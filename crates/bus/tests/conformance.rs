@@ -32,6 +32,13 @@ async fn local_bus_conforms() {
     .await;
 }
 
+/// A bus on the test Redis under `prefix`.
+async fn redis_bus(url: &str, prefix: &str) -> RedisBus {
+    RedisBus::connect(url, prefix)
+        .await
+        .expect("connect to the test Redis")
+}
+
 #[tokio::test]
 async fn local_counters_conform() {
     let bus = LocalBus::new();
@@ -50,12 +57,7 @@ async fn redis_counters_conform() {
     // between two of them.
     conformance::run_counters(|| {
         let (url, prefix) = (url.clone(), prefix.clone());
-        async move {
-            let bus = RedisBus::connect(&url, &prefix)
-                .await
-                .expect("connect to the test Redis");
-            Arc::new(bus) as Arc<dyn Counters>
-        }
+        async move { Arc::new(redis_bus(&url, &prefix).await) as Arc<dyn Counters> }
     })
     .await;
 }
@@ -66,12 +68,7 @@ async fn redis_bus_conforms() {
     let prefix = unique_prefix();
     conformance::run_all(|| {
         let (url, prefix) = (url.clone(), prefix.clone());
-        async move {
-            let bus = RedisBus::connect(&url, &prefix)
-                .await
-                .expect("connect to the test Redis");
-            Arc::new(bus) as Arc<dyn Bus>
-        }
+        async move { Arc::new(redis_bus(&url, &prefix).await) as Arc<dyn Bus> }
     })
     .await;
 }
@@ -79,12 +76,8 @@ async fn redis_bus_conforms() {
 #[tokio::test]
 async fn redis_buses_with_different_prefixes_are_isolated() {
     let url = redis_url();
-    let a = RedisBus::connect(&url, &unique_prefix())
-        .await
-        .expect("connect a");
-    let b = RedisBus::connect(&url, &unique_prefix())
-        .await
-        .expect("connect b");
+    let a = redis_bus(&url, &unique_prefix()).await;
+    let b = redis_bus(&url, &unique_prefix()).await;
     assert_ne!(a.channel(), b.channel());
     let mut rx_b = b.subscribe();
     let mut rx_a = a.subscribe();
@@ -157,9 +150,7 @@ async fn redis_lazy_bus_on_a_closed_port_reports_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_bus_resubscribes_after_its_connection_is_killed() {
     let url = redis_url();
-    let bus = RedisBus::connect(&url, &unique_prefix())
-        .await
-        .expect("connect");
+    let bus = redis_bus(&url, &unique_prefix()).await;
     let admin = Builder::from_config(Config::from_url(&url).expect("url"))
         .build()
         .expect("admin");

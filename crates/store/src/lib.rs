@@ -20,6 +20,8 @@ mod error;
 pub mod identity;
 pub mod identity_conformance;
 #[macro_use]
+mod identity_rows;
+#[macro_use]
 mod limits;
 pub mod postgres;
 mod postgres_identity;

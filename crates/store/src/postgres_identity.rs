@@ -9,42 +9,16 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 use switchyard_types::{
     ApiKey, ApiKeyCredentials, ApiKeyId, Error, NewApiKey, NewRefreshToken, NewUser, Result, Role,
-    Rotation, ScopeSet, Tenant, TenantId, User, UserCredentials, UserId,
+    Rotation, Tenant, TenantId, User, UserCredentials, UserId,
 };
 use uuid::Uuid;
 
 use crate::IdentityStore;
 use crate::error::from_sqlx;
+use crate::identity_rows::{
+    CredentialsRow, KeyCredentialsRow, RoleRow, digest, missing, scopes, tenant_id,
+};
 use crate::postgres::PgStore;
-
-/// A failed write whose foreign key names a missing row is `NotFound` for `what`; anything
-/// else is translated as usual.
-fn missing(what: String) -> impl FnOnce(sqlx::Error) -> Error {
-    move |err| {
-        if let sqlx::Error::Database(db) = &err
-            && db.is_foreign_key_violation()
-        {
-            return Error::not_found(what);
-        }
-        from_sqlx(err)
-    }
-}
-
-/// Parses stored scope names; an unknown one is corruption, not a client mistake.
-fn scopes(stored: &str, owner: &str) -> Result<ScopeSet> {
-    ScopeSet::parse("scopes", stored.split_whitespace())
-        .map_err(|_| Error::internal(format!("unknown scope stored for {owner}")))
-}
-
-fn tenant_id(stored: &str) -> Result<TenantId> {
-    TenantId::parse(stored).map_err(|_| Error::internal("corrupt tenant id in identity row"))
-}
-
-fn digest(stored: &[u8], owner: &str) -> Result<[u8; 32]> {
-    stored
-        .try_into()
-        .map_err(|_| Error::internal(format!("corrupt digest stored for {owner}")))
-}
 
 /// A grace period as whole microseconds.
 fn micros(d: Duration) -> i64 {
@@ -70,13 +44,6 @@ impl TryFrom<TenantRow> for Tenant {
     }
 }
 
-/// The columns of a [`UserRow`] (everything but the password hash).
-macro_rules! user_columns {
-    () => {
-        "id, tenant_id, email, role, disabled, created_at"
-    };
-}
-
 #[derive(sqlx::FromRow)]
 struct UserRow {
     id: Uuid,
@@ -100,38 +67,6 @@ impl TryFrom<UserRow> for User {
             created_at: r.created_at,
         })
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct CredentialsRow {
-    #[sqlx(flatten)]
-    user: UserRow,
-    password_hash: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct RoleRow {
-    name: String,
-    scopes: String,
-}
-
-impl TryFrom<RoleRow> for Role {
-    type Error = Error;
-
-    fn try_from(r: RoleRow) -> Result<Role> {
-        Ok(Role {
-            scopes: scopes(&r.scopes, &format!("role {}", r.name))?,
-            name: r.name,
-            builtin: false,
-        })
-    }
-}
-
-/// The columns of a [`KeyRow`] (everything but the secret's digest).
-macro_rules! key_columns {
-    () => {
-        "id, tenant_id, name, scopes, created_by, created_at, expires_at, revoked_at"
-    };
 }
 
 #[derive(sqlx::FromRow)]
@@ -161,13 +96,6 @@ impl TryFrom<KeyRow> for ApiKey {
             revoked_at: r.revoked_at,
         })
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct KeyCredentialsRow {
-    #[sqlx(flatten)]
-    key: KeyRow,
-    secret_hash: Vec<u8>,
 }
 
 /// A presented refresh token with its family and user, as locked for the decision.
@@ -283,7 +211,7 @@ impl IdentityStore for PgStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserCredentials>> {
-        let row: Option<CredentialsRow> = sqlx::query_as(concat!(
+        let row: Option<CredentialsRow<UserRow>> = sqlx::query_as(concat!(
             "SELECT ",
             user_columns!(),
             ", password_hash FROM users WHERE email = $1"
@@ -471,7 +399,7 @@ impl IdentityStore for PgStore {
     }
 
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyCredentials>> {
-        let row: Option<KeyCredentialsRow> = sqlx::query_as(concat!(
+        let row: Option<KeyCredentialsRow<KeyRow>> = sqlx::query_as(concat!(
             "SELECT ",
             key_columns!(),
             ", secret_hash FROM api_keys WHERE id = $1"
@@ -482,7 +410,7 @@ impl IdentityStore for PgStore {
         .map_err(from_sqlx)?;
         row.map(|r| {
             Ok(ApiKeyCredentials {
-                secret_hash: digest(&r.secret_hash, &format!("api key {id}"))?,
+                secret_hash: digest(&r.secret_hash)?,
                 key: r.key.try_into()?,
             })
         })

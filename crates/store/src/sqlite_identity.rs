@@ -10,43 +10,19 @@ use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, Transaction};
 use switchyard_types::{
     ApiKey, ApiKeyCredentials, ApiKeyId, Error, NewApiKey, NewRefreshToken, NewUser, Result, Role,
-    Rotation, ScopeSet, Tenant, TenantId, User, UserCredentials, UserId,
+    Rotation, Tenant, TenantId, User, UserCredentials, UserId,
 };
 use uuid::Uuid;
 
 use crate::IdentityStore;
 use crate::error::from_sqlx;
+use crate::identity_rows::{
+    CredentialsRow, KeyCredentialsRow, RoleRow, corrupt, digest, missing, scopes, tenant_id,
+};
 use crate::sqlite::SqliteStore;
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
-}
-
-/// A failed write whose foreign key names a missing row is `NotFound` for `what`; anything
-/// else is translated as usual.
-fn missing(what: String) -> impl FnOnce(sqlx::Error) -> Error {
-    move |err| {
-        if let sqlx::Error::Database(db) = &err
-            && db.is_foreign_key_violation()
-        {
-            return Error::not_found(what);
-        }
-        from_sqlx(err)
-    }
-}
-
-/// Parses stored scope names; an unknown one is corruption, not a client mistake.
-fn scopes(stored: &str, owner: &str) -> Result<ScopeSet> {
-    ScopeSet::parse("scopes", stored.split_whitespace())
-        .map_err(|_| Error::internal(format!("unknown scope stored for {owner}")))
-}
-
-fn corrupt(what: &str) -> Error {
-    Error::internal(format!("corrupt {what} in identity row"))
-}
-
-fn tenant_id(stored: &str) -> Result<TenantId> {
-    TenantId::parse(stored).map_err(|_| corrupt("tenant id"))
 }
 
 fn uuid(stored: &str) -> Result<Uuid> {
@@ -55,10 +31,6 @@ fn uuid(stored: &str) -> Result<Uuid> {
 
 fn at(ms: i64) -> Result<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(|| corrupt("instant"))
-}
-
-fn digest(stored: &[u8]) -> Result<[u8; 32]> {
-    stored.try_into().map_err(|_| corrupt("digest"))
 }
 
 #[derive(sqlx::FromRow)]
@@ -78,13 +50,6 @@ impl TryFrom<TenantRow> for Tenant {
             created_at: at(r.created_at)?,
         })
     }
-}
-
-/// The columns of a [`UserRow`] (everything but the password hash).
-macro_rules! user_columns {
-    () => {
-        "id, tenant_id, email, role, disabled, created_at"
-    };
 }
 
 #[derive(sqlx::FromRow)]
@@ -110,38 +75,6 @@ impl TryFrom<UserRow> for User {
             created_at: at(r.created_at)?,
         })
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct CredentialsRow {
-    #[sqlx(flatten)]
-    user: UserRow,
-    password_hash: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct RoleRow {
-    name: String,
-    scopes: String,
-}
-
-impl TryFrom<RoleRow> for Role {
-    type Error = Error;
-
-    fn try_from(r: RoleRow) -> Result<Role> {
-        Ok(Role {
-            scopes: scopes(&r.scopes, &format!("role {}", r.name))?,
-            name: r.name,
-            builtin: false,
-        })
-    }
-}
-
-/// The columns of a [`KeyRow`] (everything but the secret's digest).
-macro_rules! key_columns {
-    () => {
-        "id, tenant_id, name, scopes, created_by, created_at, expires_at, revoked_at"
-    };
 }
 
 #[derive(sqlx::FromRow)]
@@ -171,13 +104,6 @@ impl TryFrom<KeyRow> for ApiKey {
             revoked_at: r.revoked_at.map(at).transpose()?,
         })
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct KeyCredentialsRow {
-    #[sqlx(flatten)]
-    key: KeyRow,
-    secret_hash: Vec<u8>,
 }
 
 /// A presented refresh token with its family and user.
@@ -301,7 +227,7 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserCredentials>> {
-        let row: Option<CredentialsRow> = sqlx::query_as(concat!(
+        let row: Option<CredentialsRow<UserRow>> = sqlx::query_as(concat!(
             "SELECT ",
             user_columns!(),
             ", password_hash FROM users WHERE email = ?1"
@@ -493,7 +419,7 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn api_key(&self, id: ApiKeyId) -> Result<Option<ApiKeyCredentials>> {
-        let row: Option<KeyCredentialsRow> = sqlx::query_as(concat!(
+        let row: Option<KeyCredentialsRow<KeyRow>> = sqlx::query_as(concat!(
             "SELECT ",
             key_columns!(),
             ", secret_hash FROM api_keys WHERE id = ?1"
@@ -548,6 +474,9 @@ mod tests {
     use uuid::Uuid;
 
     use crate::IdentityStore;
+    use crate::identity_rows::{
+        CredentialsRow, KeyCredentialsRow, RoleRow, corrupt, digest, missing, scopes, tenant_id,
+    };
     use crate::sqlite::SqliteStore;
 
     /// No API disables users yet: set the flag directly and check a refresh is refused.
