@@ -474,9 +474,6 @@ mod tests {
     use uuid::Uuid;
 
     use crate::IdentityStore;
-    use crate::identity_rows::{
-        CredentialsRow, KeyCredentialsRow, RoleRow, corrupt, digest, missing, scopes, tenant_id,
-    };
     use crate::sqlite::SqliteStore;
 
     /// No API disables users yet: set the flag directly and check a refresh is refused.
