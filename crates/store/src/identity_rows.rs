@@ -1,8 +1,10 @@
-//! What both identity adapters share: the column lists, the rows whose types do not depend on
-//! the database, and the decoding of stored values.
+//! What the identity and agent adapters share: the column lists, the rows whose types do not
+//! depend on the database, and the decoding of stored values.
 
+use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use switchyard_types::{Error, Result, Role, ScopeSet, TenantId};
+use uuid::Uuid;
 
 use crate::error::from_sqlx;
 
@@ -35,7 +37,17 @@ pub(crate) fn missing(what: String) -> impl FnOnce(sqlx::Error) -> Error {
 
 /// A stored value that cannot be decoded: corruption, never the client's mistake.
 pub(crate) fn corrupt(what: &str) -> Error {
-    Error::internal(format!("corrupt {what} in identity row"))
+    Error::internal(format!("corrupt {what} in a stored row"))
+}
+
+/// A stored SQLite instant (milliseconds since the Unix epoch).
+pub(crate) fn at(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(|| corrupt("instant"))
+}
+
+/// A stored SQLite UUID (text).
+pub(crate) fn uuid(stored: &str) -> Result<Uuid> {
+    Uuid::parse_str(stored).map_err(|_| corrupt("id"))
 }
 
 /// Parses stored scope names; an unknown one is corruption, not a client mistake.

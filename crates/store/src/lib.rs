@@ -14,6 +14,8 @@ use switchyard_types::{
     Result, TenantId,
 };
 
+pub mod agents;
+pub mod agents_conformance;
 mod batch;
 pub mod conformance;
 mod error;
@@ -24,11 +26,14 @@ mod identity_rows;
 #[macro_use]
 mod limits;
 pub mod postgres;
+mod postgres_agents;
 mod postgres_identity;
 mod rows;
 pub mod sqlite;
+mod sqlite_agents;
 mod sqlite_identity;
 
+pub use agents::AgentStore;
 pub use identity::IdentityStore;
 
 /// How far the embedded migrations are applied.
@@ -143,6 +148,8 @@ pub struct Stores {
     pub queue: Arc<dyn QueueStore>,
     /// Tenants, users, roles, refresh tokens and API keys.
     pub identity: Arc<dyn IdentityStore>,
+    /// The agent registry.
+    pub agents: Arc<dyn AgentStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -160,13 +167,15 @@ pub async fn open(url: &str, migrate: bool) -> Result<Stores> {
         let store = Arc::new(postgres::PgStore::connect(url, migrate).await?);
         Ok(Stores {
             queue: store.clone(),
-            identity: store,
+            identity: store.clone(),
+            agents: store,
         })
     } else if url.starts_with("sqlite:") {
         let store = Arc::new(sqlite::SqliteStore::connect(url, migrate).await?);
         Ok(Stores {
             queue: store.clone(),
-            identity: store,
+            identity: store.clone(),
+            agents: store,
         })
     } else {
         Err(Error::invalid(

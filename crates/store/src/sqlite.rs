@@ -86,7 +86,8 @@ impl SqliteStore {
     }
 }
 
-fn now_ms() -> i64 {
+/// Now, as stored: integer milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::{Sqlite, Transaction};
 use switchyard_types::{
     ApiKey, ApiKeyCredentials, ApiKeyId, Error, NewApiKey, NewRefreshToken, NewUser, Result, Role,
@@ -17,21 +16,9 @@ use uuid::Uuid;
 use crate::IdentityStore;
 use crate::error::from_sqlx;
 use crate::identity_rows::{
-    CredentialsRow, KeyCredentialsRow, RoleRow, corrupt, digest, missing, scopes, tenant_id,
+    CredentialsRow, KeyCredentialsRow, RoleRow, at, digest, missing, scopes, tenant_id, uuid,
 };
-use crate::sqlite::SqliteStore;
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
-fn uuid(stored: &str) -> Result<Uuid> {
-    Uuid::parse_str(stored).map_err(|_| corrupt("id"))
-}
-
-fn at(ms: i64) -> Result<DateTime<Utc>> {
-    DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(|| corrupt("instant"))
-}
+use crate::sqlite::{SqliteStore, now_ms};
 
 #[derive(sqlx::FromRow)]
 struct TenantRow {

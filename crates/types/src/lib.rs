@@ -3,9 +3,14 @@
 
 mod error;
 mod identity;
+#[macro_use]
 mod job;
 mod principal;
 
+// After `job`, whose `upper_enum!` it uses.
+mod agent;
+
+pub use agent::{Agent, AgentHello, AgentId, AgentStatus};
 pub use error::{Error, ErrorKind, FieldViolation, Result};
 pub use identity::{
     ApiKey, ApiKeyCredentials, ApiKeyId, NewApiKey, NewRefreshToken, NewUser, Role, Rotation,
