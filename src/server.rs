@@ -10,7 +10,7 @@ use axum::http::HeaderValue;
 use switchyard_bus::local::LocalBus;
 use switchyard_bus::redis::RedisBus;
 use switchyard_bus::{Bus, Counters};
-use switchyard_core::{Queue, QueueConfig};
+use switchyard_core::{Agents, AgentsConfig, Queue, QueueConfig};
 use switchyard_gateway::{AppState, BuildInfo};
 use switchyard_telemetry::mask_url;
 use tokio::net::TcpListener;
@@ -70,6 +70,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         }
     };
     let queue = Queue::new(stores.queue, bus, QueueConfig::default());
+    let agents = Agents::new(queue.clone(), stores.agents, AgentsConfig::default());
     let auth = identity::wire(&plan.auth, stores.identity, counters).await?;
     let cors = plan
         .auth
@@ -93,10 +94,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         Some(auth.identity.clone()),
         auth.gate.clone(),
     )
-    .await?;
+    .await?
+    .with_agents(agents.clone())
+    .await;
     let grpc_task = tokio::spawn(grpc.serve(grpc_listener, shutdown.clone().cancelled_owned()));
     let state = AppState::new(queue.clone(), build_info())
         .with_identity(auth.identity.clone(), auth.gate.clone())
+        .with_agents(agents.clone())
         .with_cors(cors);
     let router = switchyard_gateway::router(state);
     let http_task = tokio::spawn(
@@ -122,6 +126,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
 
     wait_for_signal().await;
     tracing::info!("shutting down: draining requests");
+    // Agents first: they are told to reconnect elsewhere, which ends their streams.
+    agents.drain();
     queue.close();
     shutdown.cancel();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {

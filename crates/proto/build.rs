@@ -46,6 +46,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         .btree_map(".")
         .build_client(env::var_os("CARGO_FEATURE_CLIENT").is_some())
         .build_server(env::var_os("CARGO_FEATURE_SERVER").is_some())
+        // No generated `Client::connect` constructor: it would clash with the `Connect` RPC of
+        // `AgentService`. Clients are built from a `Channel` with `Client::new`.
+        .build_transport(false)
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
 }

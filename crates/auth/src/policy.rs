@@ -37,7 +37,7 @@ const fn rule(access: Access, http: &'static [&'static str], rpc: &'static [&'st
 }
 
 use Access::{Public, Scope as S};
-use Scope::{Admin, JobsRead, JobsWrite};
+use Scope::{Admin, AgentsRead, JobsRead, JobsWrite};
 
 /// The table. Order does not matter; every route and method appears once.
 pub static RULES: &[Rule] = &[
@@ -110,7 +110,15 @@ pub static RULES: &[Rule] = &[
             "QueueService/CancelJob",
             "QueueService/SetPriority",
             "QueueService/RedriveJob",
+            // An agent claims, runs and completes jobs over its stream.
+            "AgentService/Connect",
         ],
+    ),
+    // Agents.
+    rule(
+        S(AgentsRead),
+        &["GET /agents", "GET /agents/{id}"],
+        &["AgentService/ListAgents", "AgentService/GetAgent"],
     ),
     // Installation-wide levers and identities.
     rule(

@@ -1,10 +1,13 @@
 //! The domain of Switchyard. [`queue::Queue`] validates requests, decides backoff, turns bus
-//! wake-ups into long-polling claims and runs the lease reaper; [`health`] answers readiness.
+//! wake-ups into long-polling claims and runs the lease reaper; [`agents::Agents`] serves the
+//! agents' streams and the registry; [`health`] answers readiness.
 //! It speaks only `switchyard-types`: no tonic, axum or sqlx type crosses this crate.
 
+pub mod agents;
 pub mod health;
 pub mod queue;
 mod validate;
 
+pub use agents::{Agents, AgentsConfig, FromAgent, Hello, ToAgent};
 pub use health::{Check, Readiness};
 pub use queue::{ClaimJobs, EnqueueJob, ListJobs, Queue, QueueConfig};

@@ -265,6 +265,17 @@ impl Queue {
     /// to `wait` (capped by `max_wait`) for a bus wake-up, re-checking on an interval (shorter
     /// while the bus is down), and returns an empty vector if nothing came.
     pub async fn claim(&self, who: &Principal, req: ClaimJobs) -> Result<Vec<Job>> {
+        self.claim_until(who, req, &self.closing).await
+    }
+
+    /// [`Queue::claim`], whose wait also ends when `stop` fires. Only the wait is cut short,
+    /// never a store call: a claim that took jobs always returns them.
+    pub async fn claim_until(
+        &self,
+        who: &Principal,
+        req: ClaimJobs,
+        stop: &CancellationToken,
+    ) -> Result<Vec<Job>> {
         let mut v = Violations::default();
         v.key("agent_id", &req.agent_id, 128);
         v.name("pool", &req.pool);
@@ -291,7 +302,8 @@ impl Queue {
         let mut wakeups = self.bus.subscribe();
         loop {
             let jobs = self.store.claim(Some(&who.tenant), &claim).await?;
-            if !jobs.is_empty() || Instant::now() >= deadline || self.closing.is_cancelled() {
+            let stopped = self.closing.is_cancelled() || stop.is_cancelled();
+            if !jobs.is_empty() || Instant::now() >= deadline || stopped {
                 return Ok(jobs);
             }
             let interval = if self.bus.is_connected() {
@@ -313,6 +325,7 @@ impl Queue {
                     },
                     () = tokio::time::sleep_until(recheck_at) => break,
                     () = self.closing.cancelled() => break,
+                    () = stop.cancelled() => break,
                 }
             }
         }

@@ -34,7 +34,7 @@ use axum::routing::get;
 use serde::Serialize;
 use switchyard_auth::Identity;
 use switchyard_auth::layer::{AuthLayer, Edge, Gate};
-use switchyard_core::Queue;
+use switchyard_core::{Agents, Queue};
 use switchyard_types::Principal;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -77,6 +77,8 @@ pub struct AppState {
     pub gate: Arc<Gate>,
     /// Origins allowed to call the API from a browser (CORS); empty: same origin only.
     pub cors_origins: Vec<HeaderValue>,
+    /// The agent registry; `None` answers the agent routes `503`.
+    pub agents: Option<Agents>,
 }
 
 impl AppState {
@@ -89,6 +91,7 @@ impl AppState {
             identity: None,
             gate: Arc::new(Gate::anonymous_only(Principal::dev())),
             cors_origins: Vec::new(),
+            agents: None,
         }
     }
 
@@ -96,6 +99,12 @@ impl AppState {
     pub fn with_identity(mut self, identity: Identity, gate: Arc<Gate>) -> Self {
         self.identity = Some(identity);
         self.gate = gate;
+        self
+    }
+
+    /// Serves the agent routes from `agents`.
+    pub fn with_agents(mut self, agents: Agents) -> Self {
+        self.agents = Some(agents);
         self
     }
 

@@ -3,6 +3,7 @@
 //! * [`QueueGrpc`]: `switchyard.v1.QueueService`; each handler takes the caller's
 //!   [`Principal`], converts, calls [`Queue`] and converts back.
 //! * [`AuthGrpc`]: `switchyard.v1.AuthService` (sessions, API keys, administration).
+//! * [`AgentGrpc`]: `switchyard.v1.AgentService` (the agents' `Connect` stream, the registry).
 //! * [`to_status`]: the one `ErrorKind` -> gRPC code map, with `google.rpc` error details.
 //! * [`GrpcApi`]: everything the gRPC port serves behind the one auth layer of
 //!   `switchyard-auth` (shared with REST): the services, `grpc.health.v1` and server reflection
@@ -18,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod agent;
 pub mod auth;
 pub mod error;
 pub mod queue;
@@ -30,7 +32,8 @@ use std::sync::Arc;
 
 use switchyard_auth::Identity;
 use switchyard_auth::layer::{AuthLayer, Edge, Gate, Reject};
-use switchyard_core::Queue;
+use switchyard_core::{Agents, Queue};
+use switchyard_proto::v1::agent_service_server::AgentServiceServer;
 use switchyard_proto::v1::auth_service_server::AuthServiceServer;
 use switchyard_proto::v1::queue_service_server::QueueServiceServer;
 use switchyard_types::Principal;
@@ -42,12 +45,16 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+pub use agent::AgentGrpc;
 pub use auth::AuthGrpc;
 pub use error::to_status;
 pub use queue::QueueGrpc;
 
 /// The fully qualified name of the auth service.
 pub const AUTH_SERVICE: &str = <AuthServiceServer<AuthGrpc> as NamedService>::NAME;
+
+/// The fully qualified name of the agent service.
+pub const AGENT_SERVICE: &str = <AgentServiceServer<AgentGrpc> as NamedService>::NAME;
 
 /// The fully qualified name of the queue service, as health checks and reflection know it.
 pub const QUEUE_SERVICE: &str = <QueueServiceServer<QueueGrpc> as NamedService>::NAME;
@@ -142,6 +149,20 @@ impl GrpcApi {
             gate,
             services,
         })
+    }
+
+    /// Adds `AgentService` over `agents` (reported `SERVING`). On shutdown, call
+    /// [`Agents::drain`] before the server drains, or the agents' streams hold it open.
+    pub async fn with_agents(mut self, agents: Agents) -> Self {
+        self.routes = self.routes.add_service(
+            AgentServiceServer::new(AgentGrpc::new(agents))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        );
+        self.services.push(AGENT_SERVICE);
+        self.health
+            .set_service_status(AGENT_SERVICE, ServingStatus::Serving)
+            .await;
+        self
     }
 
     /// The health reporter, to mark services `NOT_SERVING` (e.g. while a dependency is down).

@@ -30,9 +30,9 @@ macro_rules! enum_schema {
         pub struct $name;
 
         impl utoipa::PartialSchema for $name {
-            fn schema() -> RefOr<Schema> {
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
                     .description(Some($description))
                     .enum_values(Some(<$domain>::ALL.iter().map(|v| v.as_str())))
                     .into()
@@ -40,8 +40,8 @@ macro_rules! enum_schema {
         }
 
         impl utoipa::ToSchema for $name {
-            fn name() -> Cow<'static, str> {
-                Cow::Borrowed($schema)
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed($schema)
             }
         }
     };
@@ -60,6 +60,11 @@ enum_schema!(
     "JobState",
     "QUEUED -> CLAIMED -> RUNNING -> COMPLETED; DEAD_LETTERED and CANCELLED are terminal too. Case-insensitive on input."
 );
+
+// After `enum_schema!`, which it uses.
+pub mod agents;
+
+pub use agents::{AgentView, ListAgentsQuery};
 
 /// The OpenAPI schema of labels: a map from label name to value (both strings).
 #[derive(Debug, Clone, Copy)]

@@ -2,6 +2,7 @@
 //! `OpenApiRouter`, so the OpenAPI document is generated from the same code that routes.
 
 pub(crate) mod admin;
+pub(crate) mod agents;
 pub(crate) mod auth;
 pub(crate) mod ops;
 pub(crate) mod queue;
@@ -16,5 +17,6 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(queue::routes())
         .merge(admin::routes())
+        .merge(agents::routes())
         .merge(ops::api_routes())
 }

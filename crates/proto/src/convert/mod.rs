@@ -10,6 +10,7 @@
 //! * Timestamps: `google.protobuf.Timestamp` within the proto range (years 1-9999).
 //! * JSON: `google.protobuf.Value` carries any JSON value ([`json`]).
 
+mod agent;
 mod identity;
 pub mod json;
 mod messages;

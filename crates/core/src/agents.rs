@@ -1,0 +1,531 @@
+//! Agents and their one stream (DESIGN §3.5): registration, push dispatch against the agent's
+//! credits, lease renewal by heartbeat, fenced job reports, reconnects and drain. The stream is
+//! transport-neutral: [`FromAgent`] in, [`ToAgent`] out; the gRPC adapter converts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use switchyard_store::AgentStore;
+use switchyard_types::{
+    Agent, AgentHello, AgentId, AgentStatus, Error, ErrorKind, Job, JobId, JobState, Labels,
+    Outcome, Principal, Result,
+};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::queue::{ClaimJobs, Queue};
+use crate::validate::Violations;
+
+/// Timings of the stream; the defaults are the documented ones.
+#[derive(Debug, Clone)]
+pub struct AgentsConfig {
+    /// How often agents send `Heartbeat` (10 s). A stream silent for three intervals ends.
+    pub heartbeat_interval: Duration,
+    /// The lease of every pushed job, renewed by each heartbeat (30 s).
+    pub lease: Duration,
+    /// How long a new stream may take to say `Hello` (10 s).
+    pub hello_timeout: Duration,
+    /// How long one claim waits for work before it looks again (30 s).
+    pub claim_wait: Duration,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            heartbeat_interval: Duration::from_secs(10),
+            lease: Duration::from_secs(30),
+            hello_timeout: Duration::from_secs(10),
+            claim_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What an agent says on its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FromAgent {
+    /// Who it is; first message of every stream.
+    Hello(Hello),
+    /// Liveness; renews every lease it holds.
+    Heartbeat,
+    /// This many more free slots.
+    Credits(u32),
+    /// A job's attempt began running.
+    Started(JobId, u32),
+    /// Output of a job's attempt.
+    Log(JobId, u32),
+    /// A job's attempt ended.
+    Finished(JobId, u32, Outcome),
+}
+
+/// An agent's `Hello`, as it sent it (not yet validated).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hello {
+    /// Its name, unique in the tenant.
+    pub name: String,
+    /// Its pool.
+    pub pool: String,
+    /// Its labels.
+    pub labels: Labels,
+    /// Jobs it can run at once.
+    pub capacity: u32,
+    /// Jobs it still runs from an earlier stream, with their attempts.
+    pub running: Vec<(JobId, u32)>,
+    /// Its version.
+    pub version: String,
+}
+
+/// What the server says on an agent's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToAgent {
+    /// The answer to `Hello`.
+    Welcome {
+        /// The registry id.
+        agent_id: AgentId,
+        /// How often to heartbeat.
+        heartbeat_interval: Duration,
+        /// The lease of every pushed job.
+        lease: Duration,
+    },
+    /// Run this job (claimed for the agent, attempt bumped).
+    Assign(Box<Job>),
+    /// Stop this attempt: the job was cancelled.
+    Cancel(JobId, u32),
+    /// Stop this attempt: it is no longer the agent's.
+    LeaseLost(JobId, u32, String),
+    /// This replica is shutting down: reconnect elsewhere.
+    Drain(String),
+    /// The answer to `Heartbeat`: how many leases were renewed.
+    HeartbeatAck(u32),
+}
+
+/// The agents service: the registry and the streams of this replica.
+#[derive(Clone)]
+pub struct Agents {
+    queue: Queue,
+    store: Arc<dyn AgentStore>,
+    config: AgentsConfig,
+    draining: CancellationToken,
+}
+
+impl Agents {
+    /// The service over `queue` and the registry in `store`.
+    pub fn new(queue: Queue, store: Arc<dyn AgentStore>, config: AgentsConfig) -> Self {
+        Agents {
+            queue,
+            store,
+            config,
+            draining: CancellationToken::new(),
+        }
+    }
+
+    /// The timings in force.
+    pub fn config(&self) -> &AgentsConfig {
+        &self.config
+    }
+
+    /// The replica is shutting down: every stream is sent `Drain` and ends; the agents keep
+    /// their jobs and reconnect to another replica.
+    pub fn drain(&self) {
+        self.draining.cancel();
+    }
+
+    /// The caller's agents (of `pool` only, when given), most recently seen first.
+    pub async fn list(&self, who: &Principal, pool: Option<&str>) -> Result<Vec<Agent>> {
+        if let Some(pool) = pool {
+            let mut v = Violations::default();
+            v.name("pool", pool);
+            v.finish()?;
+        }
+        self.store.list_agents(&who.tenant, pool).await
+    }
+
+    /// One of the caller's agents.
+    pub async fn get(&self, who: &Principal, id: AgentId) -> Result<Agent> {
+        self.store.agent(&who.tenant, id).await
+    }
+
+    /// Serves one agent stream until it ends: `Ok` when the agent closed it, went silent or was
+    /// drained; an error to report to the agent otherwise (a bad `Hello`, a replaced stream, a
+    /// store that is down).
+    pub async fn serve<S>(
+        &self,
+        who: Principal,
+        mut inbound: S,
+        out: mpsc::Sender<ToAgent>,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<FromAgent>> + Unpin + Send,
+    {
+        let hello = match tokio::time::timeout(self.config.hello_timeout, inbound.next()).await {
+            Ok(Some(Ok(FromAgent::Hello(hello)))) => hello,
+            Ok(Some(Ok(_))) => {
+                return Err(Error::invalid("hello", "the first message must be Hello"));
+            }
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                return Err(Error::invalid("hello", "no Hello within the time allowed"));
+            }
+        };
+        let session = Session::open(self, who, hello, out).await?;
+        let ended = session.run(&mut inbound).await;
+        session.close().await;
+        ended
+    }
+}
+
+/// Checks a `Hello`.
+fn validate(hello: &Hello) -> Result<()> {
+    let mut v = Violations::default();
+    v.key("name", &hello.name, 128);
+    v.name("pool", &hello.pool);
+    v.labels("labels", &hello.labels);
+    v.range("capacity", hello.capacity.into(), 1, 1000);
+    if hello.running.len() > 1000 {
+        v.add("running", "at most 1000 jobs");
+    }
+    if hello.version.len() > 64 || hello.version.chars().any(char::is_control) {
+        v.add(
+            "version",
+            "must be at most 64 characters without control characters",
+        );
+    }
+    v.finish()
+}
+
+/// One connected agent.
+struct Session {
+    agents: Agents,
+    who: Principal,
+    agent: Agent,
+    session: Uuid,
+    out: mpsc::Sender<ToAgent>,
+    /// Jobs the agent holds: id -> attempt.
+    held: Arc<Mutex<HashMap<JobId, u32>>>,
+    /// Free slots granted and not yet used.
+    credits: Arc<Mutex<u32>>,
+    more_credits: Arc<Notify>,
+    stop: CancellationToken,
+}
+
+impl Session {
+    /// Registers the agent, welcomes it and takes back the jobs it still runs.
+    async fn open(
+        agents: &Agents,
+        who: Principal,
+        hello: Hello,
+        out: mpsc::Sender<ToAgent>,
+    ) -> Result<Session> {
+        validate(&hello)?;
+        let session = Uuid::new_v4();
+        let agent = agents
+            .store
+            .connect_agent(&AgentHello {
+                tenant: who.tenant.clone(),
+                name: hello.name.clone(),
+                pool: hello.pool.clone(),
+                labels: hello.labels.clone(),
+                capacity: hello.capacity,
+                version: hello.version.clone(),
+                session,
+            })
+            .await?;
+        tracing::info!(agent = %agent.name, pool = %agent.pool, tenant = %who.tenant, "agent connected");
+        let s = Session {
+            agents: agents.clone(),
+            who,
+            agent,
+            session,
+            out,
+            held: Arc::default(),
+            credits: Arc::default(),
+            more_credits: Arc::default(),
+            stop: CancellationToken::new(),
+        };
+        s.send(ToAgent::Welcome {
+            agent_id: s.agent.id,
+            heartbeat_interval: agents.config.heartbeat_interval,
+            lease: agents.config.lease,
+        })
+        .await;
+        for (id, attempt) in hello.running {
+            s.take_back(id, attempt).await?;
+        }
+        Ok(s)
+    }
+
+    async fn send(&self, message: ToAgent) {
+        // A closed stream ends the session through its inbound side.
+        let _ = self.out.send(message).await;
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, u32>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn holds(&self, id: JobId, attempt: u32) -> bool {
+        self.held().get(&id) == Some(&attempt)
+    }
+
+    /// A job the agent says it still runs: kept (lease renewed) when its current attempt is
+    /// still leased to this agent, else `LeaseLost`.
+    async fn take_back(&self, id: JobId, attempt: u32) -> Result<()> {
+        let mine = match self.agents.queue.get(&self.who, id).await {
+            Ok(job) => {
+                job.attempt == attempt
+                    && matches!(job.state, JobState::Claimed | JobState::Running)
+                    && job.claimed_by.as_deref() == Some(self.agent.name.as_str())
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        if mine {
+            self.held().insert(id, attempt);
+            if self.renew(id, attempt).await? {
+                return Ok(());
+            }
+        }
+        self.send(ToAgent::LeaseLost(
+            id,
+            attempt,
+            "the attempt is no longer this agent's".into(),
+        ))
+        .await;
+        Ok(())
+    }
+
+    /// Renews one lease; `false` (and the job dropped, the agent told) when it is no longer
+    /// this agent's.
+    async fn renew(&self, id: JobId, attempt: u32) -> Result<bool> {
+        let lease = self.agents.config.lease.as_secs();
+        match self
+            .agents
+            .queue
+            .extend_lease(&self.who, id, attempt, Some(lease))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if lost(&e) => {
+                self.lose(id, attempt).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The attempt is no longer this agent's: forget it and tell the agent to stop it, as a
+    /// `Cancel` when the job was cancelled.
+    async fn lose(&self, id: JobId, attempt: u32) -> Result<()> {
+        self.held().remove(&id);
+        let cancelled = match self.agents.queue.get(&self.who, id).await {
+            Ok(job) => job.state == JobState::Cancelled && job.attempt == attempt,
+            Err(e) if e.kind == ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        let message = if cancelled {
+            ToAgent::Cancel(id, attempt)
+        } else {
+            ToAgent::LeaseLost(id, attempt, "the attempt is no longer this agent's".into())
+        };
+        self.send(message).await;
+        Ok(())
+    }
+
+    /// Reads the stream until it ends, while the dispatcher pushes work.
+    async fn run<S>(&self, inbound: &mut S) -> Result<()>
+    where
+        S: Stream<Item = Result<FromAgent>> + Unpin + Send,
+    {
+        let dispatcher = tokio::spawn(self.dispatcher());
+        let silence = self.agents.config.heartbeat_interval * 3;
+        let ended = loop {
+            tokio::select! {
+                next = tokio::time::timeout(silence, inbound.next()) => match next {
+                    Err(_) => {
+                        tracing::warn!(agent = %self.agent.name, "agent silent for three heartbeat intervals; closing its stream");
+                        break Ok(());
+                    }
+                    Ok(None) => break Ok(()),
+                    Ok(Some(Err(e))) => break Err(e),
+                    Ok(Some(Ok(message))) => {
+                        if let Err(e) = self.handle(message).await {
+                            break Err(e);
+                        }
+                    }
+                },
+                () = self.agents.draining.cancelled() => {
+                    self.send(ToAgent::Drain("this replica is shutting down".into())).await;
+                    break Ok(());
+                }
+            }
+        };
+        self.stop.cancel();
+        let _ = dispatcher.await;
+        ended
+    }
+
+    async fn handle(&self, message: FromAgent) -> Result<()> {
+        match message {
+            FromAgent::Hello(_) => Err(Error::invalid("hello", "Hello only opens a stream")),
+            FromAgent::Heartbeat => self.heartbeat().await,
+            FromAgent::Credits(add) => {
+                if add == 0 || add > 1000 {
+                    return Err(Error::invalid("credits.add", "must be between 1 and 1000"));
+                }
+                let free = self.agent.capacity.saturating_sub(self.held().len() as u32);
+                let mut credits = self.credits.lock().unwrap_or_else(|e| e.into_inner());
+                *credits = credits.saturating_add(add).min(free);
+                self.more_credits.notify_one();
+                Ok(())
+            }
+            FromAgent::Started(id, attempt) => {
+                if !self.holds(id, attempt) {
+                    return self.lose(id, attempt).await;
+                }
+                match self.agents.queue.start(&self.who, id, attempt).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if lost(&e) => self.lose(id, attempt).await,
+                    Err(e) => Err(e),
+                }
+            }
+            FromAgent::Log(id, attempt) => {
+                if !self.holds(id, attempt) {
+                    return self.lose(id, attempt).await;
+                }
+                Ok(())
+            }
+            FromAgent::Finished(id, attempt, outcome) => {
+                if !self.holds(id, attempt) {
+                    return self.lose(id, attempt).await;
+                }
+                match self
+                    .agents
+                    .queue
+                    .complete(&self.who, id, attempt, outcome)
+                    .await
+                {
+                    Ok(_) => {
+                        self.held().remove(&id);
+                        Ok(())
+                    }
+                    Err(e) if lost(&e) => self.lose(id, attempt).await,
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Renews every lease the agent holds and records the heartbeat.
+    async fn heartbeat(&self) -> Result<()> {
+        let held: Vec<(JobId, u32)> = self.held().iter().map(|(id, a)| (*id, *a)).collect();
+        let mut renewed = 0;
+        for (id, attempt) in held {
+            if self.renew(id, attempt).await? {
+                renewed += 1;
+            }
+        }
+        let running = u32::try_from(self.held().len()).unwrap_or(u32::MAX);
+        let current = self
+            .agents
+            .store
+            .agent_heartbeat(&self.who.tenant, self.agent.id, self.session, running)
+            .await?;
+        if !current {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                "a newer stream of this agent replaced this one",
+            ));
+        }
+        self.send(ToAgent::HeartbeatAck(renewed)).await;
+        Ok(())
+    }
+
+    /// Pushes work while the agent has credits: one claim for as many jobs as it has credits,
+    /// waiting for a bus wake-up when none is due.
+    fn dispatcher(&self) -> impl Future<Output = ()> + Send + 'static {
+        let queue = self.agents.queue.clone();
+        let who = self.who.clone();
+        let claim = ClaimJobs {
+            agent_id: self.agent.name.clone(),
+            pool: self.agent.pool.clone(),
+            labels: self.agent.labels.clone(),
+            max_jobs: None,
+            lease_seconds: Some(self.agents.config.lease.as_secs()),
+            wait: self.agents.config.claim_wait,
+        };
+        let (held, credits, more, stop, out) = (
+            self.held.clone(),
+            self.credits.clone(),
+            self.more_credits.clone(),
+            self.stop.clone(),
+            self.out.clone(),
+        );
+        async move {
+            loop {
+                let want = *credits.lock().unwrap_or_else(|e| e.into_inner());
+                if want == 0 {
+                    tokio::select! {
+                        () = more.notified() => continue,
+                        () = stop.cancelled() => return,
+                    }
+                }
+                let req = ClaimJobs {
+                    max_jobs: Some(want.min(100)),
+                    ..claim.clone()
+                };
+                let jobs = match queue.claim_until(&who, req, &stop).await {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        tracing::warn!(error = %e, agent = %claim.agent_id, "claim for an agent failed; retrying");
+                        tokio::select! {
+                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                };
+                for job in jobs {
+                    {
+                        let mut credits = credits.lock().unwrap_or_else(|e| e.into_inner());
+                        *credits = credits.saturating_sub(1);
+                    }
+                    held.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(job.id, job.attempt);
+                    // If the stream is gone the job stays leased to the agent, which may
+                    // reconnect and take it back; otherwise the reaper requeues it.
+                    let _ = out.send(ToAgent::Assign(Box::new(job))).await;
+                }
+                if stop.is_cancelled() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The stream ended: the agent is offline (its jobs stay leased until they expire, so a
+    /// reconnect to any replica keeps them).
+    async fn close(&self) {
+        if let Err(e) = self
+            .agents
+            .store
+            .disconnect_agent(
+                &self.who.tenant,
+                self.agent.id,
+                self.session,
+                AgentStatus::Offline,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, agent = %self.agent.name, "could not record the agent's disconnect");
+        }
+        tracing::info!(agent = %self.agent.name, held = self.held().len(), "agent disconnected");
+    }
+}
+
+/// Whether a job write failed because the attempt is not (or no longer) the agent's.
+fn lost(e: &Error) -> bool {
+    matches!(e.kind, ErrorKind::Conflict | ErrorKind::NotFound)
+}
