@@ -1,6 +1,8 @@
 //! `switchyard`: the control plane for hybrid CI/CD, one binary. `dev` runs everything on one
-//! machine with no set-up; `serve` runs a production replica; `migrate` applies migrations.
+//! machine with no set-up; `serve` runs a production replica; `agent` runs an agent; `migrate`
+//! applies migrations.
 
+mod agent;
 mod bench;
 mod bench_auth;
 mod cli;
@@ -33,6 +35,9 @@ enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations and exit (Helm hook, operators). Safe to run concurrently.
     Migrate(StoreArgs),
+    /// Run an agent: connect to the control plane, take jobs of one pool, run them here (the
+    /// secrets stay on this machine).
+    Agent(agent::AgentArgs),
     /// Benchmarks that print figures (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -130,6 +135,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                     args: args.auth.clone(),
                     dev_data_dir: Some(args.data_dir.clone()),
                 },
+                builtin_agent: Some(args.data_dir.clone()),
             };
             tracing::info!(dashboard = %format!("http://{}", args.http_addr), "switchyard dev");
             Ok(server::run(plan).await?)
@@ -152,9 +158,11 @@ async fn run(command: Command) -> Result<(), Failure> {
                     args: args.auth.clone(),
                     dev_data_dir: None,
                 },
+                builtin_agent: None,
             };
             Ok(server::run(plan).await?)
         }
+        Command::Agent(args) => Ok(agent::run(args).await?),
         Command::Bench(BenchCommand::Queue(args)) => Ok(bench::run(args).await?),
         Command::Bench(BenchCommand::Auth(args)) => Ok(bench_auth::run(args).await?),
         Command::Login(args) => Ok(cli::login(args).await?),

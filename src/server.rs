@@ -33,6 +33,8 @@ pub struct Plan {
     pub http_addr: SocketAddr,
     /// Identity: keys, bootstrap administrator, limits, CORS.
     pub auth: AuthPlan,
+    /// Run the built-in agent of `switchyard dev` (pool `local`) with this data directory.
+    pub builtin_agent: Option<std::path::PathBuf>,
 }
 
 /// The version, commit and build time stamped by `build.rs`.
@@ -124,8 +126,25 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         say(&identity::dev_login_hint(email, file.as_deref(), http_addr));
     }
 
+    let builtin_agent = plan.builtin_agent.as_deref().map(|dir| {
+        let config = crate::agent::builtin(grpc_addr, dir);
+        if let Err(e) = std::fs::create_dir_all(&config.workdir) {
+            tracing::warn!(error = %e, "cannot create the built-in agent's work directory");
+        }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(switchyard_agent::run(config, stop.clone()));
+        (stop, task)
+    });
+
     wait_for_signal().await;
     tracing::info!("shutting down: draining requests");
+    if let Some((stop, task)) = builtin_agent {
+        // Its jobs get their grace and report while the server still listens.
+        stop.cancel();
+        if let Ok(Err(e)) = task.await {
+            tracing::warn!(error = %e, "the built-in agent failed");
+        }
+    }
     // Agents first: they are told to reconnect elsewhere, which ends their streams.
     agents.drain();
     queue.close();
@@ -157,7 +176,8 @@ fn say(line: &str) {
     println!("{line}");
 }
 
-async fn wait_for_signal() {
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for SIGINT");

@@ -1,0 +1,57 @@
+//! The Switchyard agent: the process on a customer's machines that runs jobs of one pool and
+//! keeps every secret local.
+//!
+//! [`run`] holds one `Connect` stream (`switchyard.v1.AgentService`) to a control-plane
+//! replica, reconnecting with jittered backoff, and carries everything on it: `Hello` and
+//! `Welcome`, heartbeats that renew the leases of its jobs, credits for new work, and each job's
+//! start, log chunks and end. Jobs keep running across reconnects, and their reports wait for
+//! the next stream. An agent that cannot renew its leases for two thirds of the lease stops its
+//! jobs (self-fencing), so a job never runs twice while the network behaves.
+//!
+//! Executors ([`executor`]) run `shell`, `http`, `sleep` and `noop` jobs. Secrets come from a
+//! local file, reach only the jobs that name them, and are masked in every log chunk.
+//!
+//! The crate needs only the client side of `switchyard-proto`: it ships to customer machines
+//! and carries no server code.
+
+mod agent;
+mod backoff;
+mod config;
+mod executor;
+mod jobs;
+mod logs;
+mod mask;
+mod outbox;
+mod secrets;
+mod session;
+mod wait;
+
+pub use config::{AgentConfig, AgentError};
+use tokio_util::sync::CancellationToken;
+
+/// Runs the agent until `shutdown` is cancelled (on SIGTERM), then stops taking work, gives
+/// running jobs `shutdown_grace` to finish, kills the rest, delivers the last reports and
+/// returns.
+///
+/// Fails only at start, for a bad configuration or an unreadable secrets file; connection
+/// failures are retried until shutdown.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+    config.validate()?;
+    let secrets = secrets::Secrets::load(config.secrets_file.as_deref()).await?;
+    let dialer = session::Dialer::new(&config.servers, config.token.as_deref())?;
+    let executors = executor::Executors {
+        secrets,
+        workdir: config.workdir.clone(),
+    };
+    tracing::info!(
+        name = %config.name,
+        pool = %config.pool,
+        capacity = config.capacity,
+        servers = ?config.servers,
+        "agent starting"
+    );
+    agent::Agent::new(config, executors, dialer, shutdown)
+        .run()
+        .await;
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! The agent against a scripted `AgentService` on a real socket, through its public API only.
+
+mod helpers;
+mod lifecycle;
+mod server;
+mod session;

@@ -1,0 +1,181 @@
+//! A scripted `AgentService` on 127.0.0.1:0: every `Connect` stream is handed to the test as a
+//! [`Conn`], which reads what the agent sends and answers what the test says. Heartbeats are
+//! answered (unless told not to) and kept out of the way.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use switchyard_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+use switchyard_proto::v1::connect_request::Body as Request;
+use switchyard_proto::v1::connect_response::Body as Reply;
+use switchyard_proto::v1::{
+    ConnectRequest, ConnectResponse, GetAgentRequest, GetAgentResponse, HeartbeatAck, Hello,
+    ListAgentsRequest, ListAgentsResponse, Welcome,
+};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::metadata::MetadataMap;
+use tonic::{Request as RpcRequest, Response, Status, Streaming};
+
+/// How long a test waits for the agent's next move.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// The server end of one `Connect` stream.
+pub struct Conn {
+    /// The call's metadata (`authorization`).
+    pub metadata: MetadataMap,
+    inbound: Streaming<ConnectRequest>,
+    outbound: mpsc::Sender<Result<ConnectResponse, Status>>,
+    /// Whether heartbeats are answered.
+    pub ack: bool,
+    /// Heartbeats received so far.
+    pub heartbeats: usize,
+}
+
+impl Conn {
+    /// The agent's next message other than a heartbeat; `None` when it ended the stream.
+    pub async fn next(&mut self) -> Option<Request> {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.inbound.message())
+                .await
+                .expect("the agent said nothing in time")
+                .ok()??;
+            let body = message.body.expect("a message with a body");
+            if !matches!(body, Request::Heartbeat(_)) {
+                return Some(body);
+            }
+            self.heartbeats += 1;
+            if self.ack {
+                self.send(Reply::HeartbeatAck(HeartbeatAck { renewed: 0 })).await;
+            }
+        }
+    }
+
+    /// The agent's next message other than a heartbeat, which must be there.
+    pub async fn recv(&mut self) -> Request {
+        self.next().await.expect("the agent ended the stream")
+    }
+
+    /// Sends `reply` to the agent.
+    pub async fn send(&self, reply: Reply) {
+        let message = ConnectResponse { body: Some(reply) };
+        let _ = self.outbound.send(Ok(message)).await;
+    }
+
+    /// Ends the stream with `status`.
+    pub async fn fail(self, status: Status) {
+        let _ = self.outbound.send(Err(status)).await;
+    }
+
+    /// Takes the `Hello` and answers `Welcome` with the given timings.
+    pub async fn welcome(&mut self, heartbeat_seconds: u32, lease_seconds: u32) -> Hello {
+        let hello = self.hello().await;
+        self.send(welcome(heartbeat_seconds, lease_seconds)).await;
+        hello
+    }
+
+    /// Takes the `Hello`, which must come first.
+    pub async fn hello(&mut self) -> Hello {
+        let message = self.recv().await;
+        let Request::Hello(hello) = message else {
+            panic!("expected Hello, got {message:?}");
+        };
+        hello
+    }
+}
+
+/// A `Welcome` with the given timings.
+pub fn welcome(heartbeat_seconds: u32, lease_seconds: u32) -> Reply {
+    Reply::Welcome(Welcome {
+        agent_id: "agent-id-1".into(),
+        heartbeat_interval_seconds: heartbeat_seconds,
+        lease_seconds,
+    })
+}
+
+/// Forwards every `Connect` to the test.
+struct Scripted {
+    conns: mpsc::Sender<Conn>,
+}
+
+type Replies = Pin<Box<dyn tokio_stream::Stream<Item = Result<ConnectResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for Scripted {
+    type ConnectStream = Replies;
+
+    async fn connect(
+        &self,
+        request: RpcRequest<Streaming<ConnectRequest>>,
+    ) -> Result<Response<Replies>, Status> {
+        let (outbound, replies) = mpsc::channel(64);
+        let metadata = request.metadata().clone();
+        let conn = Conn {
+            metadata,
+            inbound: request.into_inner(),
+            outbound,
+            ack: true,
+            heartbeats: 0,
+        };
+        self.conns
+            .send(conn)
+            .await
+            .map_err(|_| Status::unavailable("test over"))?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(replies))))
+    }
+
+    async fn list_agents(
+        &self,
+        _: RpcRequest<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn get_agent(
+        &self,
+        _: RpcRequest<GetAgentRequest>,
+    ) -> Result<Response<GetAgentResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+}
+
+/// The scripted server.
+pub struct Server {
+    /// Its address, for `AgentConfig.servers`.
+    pub url: String,
+    conns: mpsc::Receiver<Conn>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Listens on 127.0.0.1:0.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (tx, conns) = mpsc::channel(8);
+        let service = AgentServiceServer::new(Scripted { conns: tx });
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await
+                .expect("serve");
+        });
+        Self { url, conns, task }
+    }
+
+    /// The agent's next stream.
+    pub async fn accept(&mut self) -> Conn {
+        tokio::time::timeout(PATIENCE, self.conns.recv())
+            .await
+            .expect("the agent did not connect in time")
+            .expect("server running")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
