@@ -54,6 +54,37 @@ pub struct ServeArgs {
     #[command(flatten)]
     /// Identity: token keys and lifetimes, the bootstrap administrator, limits, CORS.
     pub auth: AuthArgs,
+    #[command(flatten)]
+    /// The agents' stream timings.
+    pub agents: AgentTimingArgs,
+}
+
+/// The agents' stream timings, shared by `serve` and `dev`.
+#[derive(Debug, Clone, Args)]
+pub struct AgentTimingArgs {
+    /// How often agents heartbeat; a stream silent for three intervals is closed.
+    #[arg(long, env = "SWITCHYARD_AGENT_HEARTBEAT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub agent_heartbeat_seconds: u64,
+    /// The lease of every job pushed to an agent, renewed by each heartbeat; at least three
+    /// heartbeat intervals.
+    #[arg(long, env = "SWITCHYARD_AGENT_LEASE_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(5..=3600))]
+    pub agent_lease_seconds: u64,
+}
+
+impl AgentTimingArgs {
+    /// The stream timings, or an error when the lease does not cover three heartbeats.
+    pub fn config(&self) -> Result<switchyard_core::AgentsConfig, ConfigError> {
+        if self.agent_lease_seconds < 3 * self.agent_heartbeat_seconds {
+            return Err(ConfigError::AgentLeaseTooShort);
+        }
+        Ok(switchyard_core::AgentsConfig {
+            heartbeat_interval: std::time::Duration::from_secs(self.agent_heartbeat_seconds),
+            lease: std::time::Duration::from_secs(self.agent_lease_seconds),
+            ..Default::default()
+        })
+    }
 }
 
 /// Identity settings, shared by `serve` and `dev`.
@@ -156,6 +187,11 @@ pub enum ConfigError {
     /// A missing, short or well-known JWT secret in strict mode.
     #[error("JWT_SECRET must be at least 32 bytes and not a default value in strict mode ({0})")]
     JwtSecretWeak(String),
+    /// An agent lease shorter than three heartbeat intervals.
+    #[error(
+        "SWITCHYARD_AGENT_LEASE_SECONDS must be at least 3 x SWITCHYARD_AGENT_HEARTBEAT_SECONDS"
+    )]
+    AgentLeaseTooShort,
 }
 
 /// Secrets that ship in examples and must never sign real tokens.
@@ -226,6 +262,9 @@ pub struct DevArgs {
     #[command(flatten)]
     /// Identity settings.
     pub auth: AuthArgs,
+    #[command(flatten)]
+    /// The agents' stream timings.
+    pub agents: AgentTimingArgs,
 }
 
 #[cfg(test)]
@@ -262,7 +301,22 @@ mod tests {
                 login_failures_per_minute: 10,
                 cors_origins: Vec::new(),
             },
+            agents: AgentTimingArgs {
+                agent_heartbeat_seconds: 10,
+                agent_lease_seconds: 30,
+            },
         }
+    }
+
+    #[test]
+    fn an_agent_lease_must_cover_three_heartbeats() {
+        let mut timings = args(None, None, Environment::Dev, None).agents;
+        assert_eq!(timings.config().unwrap().lease.as_secs(), 30);
+        timings.agent_lease_seconds = 29;
+        assert!(matches!(
+            timings.config(),
+            Err(ConfigError::AgentLeaseTooShort)
+        ));
     }
 
     const PG: &str = "postgres://app:hunter2@db/sy";

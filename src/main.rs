@@ -135,6 +135,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                     args: args.auth.clone(),
                     dev_data_dir: Some(args.data_dir.clone()),
                 },
+                agents: args.agents.config().map_err(Failure::Config)?,
                 builtin_agent: Some(args.data_dir.clone()),
             };
             tracing::info!(dashboard = %format!("http://{}", args.http_addr), "switchyard dev");
@@ -158,6 +159,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                     args: args.auth.clone(),
                     dev_data_dir: None,
                 },
+                agents: args.agents.config().map_err(Failure::Config)?,
                 builtin_agent: None,
             };
             Ok(server::run(plan).await?)

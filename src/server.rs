@@ -33,6 +33,8 @@ pub struct Plan {
     pub http_addr: SocketAddr,
     /// Identity: keys, bootstrap administrator, limits, CORS.
     pub auth: AuthPlan,
+    /// The agents' stream timings.
+    pub agents: AgentsConfig,
     /// Run the built-in agent of `switchyard dev` (pool `local`) with this data directory.
     pub builtin_agent: Option<std::path::PathBuf>,
 }
@@ -72,7 +74,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         }
     };
     let queue = Queue::new(stores.queue, bus, QueueConfig::default());
-    let agents = Agents::new(queue.clone(), stores.agents, AgentsConfig::default());
+    let agents = Agents::new(queue.clone(), stores.agents, plan.agents.clone());
     let auth = identity::wire(&plan.auth, stores.identity, counters).await?;
     let cors = plan
         .auth

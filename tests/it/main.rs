@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `switchyard` binary over real sockets: REST and gRPC on
 //! PostgreSQL and SQLite, readiness, configuration failures, and bad input.
 
+mod agents;
 mod auth;
 mod cli;
 mod config;

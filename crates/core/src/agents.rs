@@ -385,7 +385,13 @@ impl Session {
                 if !self.holds(id, attempt) {
                     return self.lose(id, attempt).await;
                 }
-                match self.agents.queue.start(&self.who, id, attempt).await {
+                let lease = self.agents.config.lease;
+                match self
+                    .agents
+                    .queue
+                    .start_leased(&self.who, id, attempt, lease)
+                    .await
+                {
                     Ok(_) => Ok(()),
                     Err(e) if lost(&e) => self.lose(id, attempt).await,
                     Err(e) => Err(e),

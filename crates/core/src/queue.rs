@@ -343,9 +343,19 @@ impl Queue {
 
     /// Reports that the current attempt started running; renews its lease.
     pub async fn start(&self, who: &Principal, id: JobId, attempt: u32) -> Result<Job> {
-        self.store
-            .start(&who.tenant, id, attempt, self.config.default_lease)
+        self.start_leased(who, id, attempt, self.config.default_lease)
             .await
+    }
+
+    /// [`Queue::start`] with the lease renewed for `lease` (an agent stream's own lease).
+    pub async fn start_leased(
+        &self,
+        who: &Principal,
+        id: JobId,
+        attempt: u32,
+        lease: Duration,
+    ) -> Result<Job> {
+        self.store.start(&who.tenant, id, attempt, lease).await
     }
 
     /// Renews the current attempt's lease (default length when `lease_seconds` is `None`).

@@ -1,0 +1,254 @@
+//! Agents end to end: real `switchyard agent` processes on the real `Connect` stream. A shell job
+//! enqueued over REST runs on an agent with its secret injected; a `kill -9`ed agent's job is
+//! requeued within lease + reaper interval and finishes on another agent; SIGTERM of a replica
+//! moves its agent to the other replica with the job's lease intact.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{Db, Server, binary, send};
+
+/// Short stream timings, so lease expiries happen within a test.
+const TIMINGS: [(&str, &str); 2] = [
+    ("SWITCHYARD_AGENT_HEARTBEAT_SECONDS", "1"),
+    ("SWITCHYARD_AGENT_LEASE_SECONDS", "5"),
+];
+
+/// A running `switchyard agent`; killed when dropped.
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    /// Starts agent `name` in pool `build` against `servers`, authenticating with `token`,
+    /// with `dir` as its working directory and `dir/secrets.json` as its secrets file.
+    fn start(name: &str, servers: &[&Server], token: &str, dir: &Path) -> Agent {
+        let servers: Vec<String> = servers
+            .iter()
+            .map(|s| format!("http://{}", s.grpc))
+            .collect();
+        let child = binary()
+            .arg("agent")
+            .env("SWITCHYARD_SERVERS", servers.join(","))
+            .env("SWITCHYARD_TOKEN", token)
+            .env("SWITCHYARD_AGENT_NAME", name)
+            .env("SWITCHYARD_POOL", "build")
+            .env("SWITCHYARD_WORKDIR", dir)
+            .env("SWITCHYARD_SECRETS_FILE", dir.join("secrets.json"))
+            .env("SWITCHYARD_SHUTDOWN_GRACE_SECONDS", "2")
+            .spawn()
+            .expect("spawn switchyard agent");
+        Agent { child }
+    }
+
+    /// SIGKILL: no goodbye, no report.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh working directory with a secrets file.
+fn workdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(switchyard_testkit::unique("sy-agent-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("secrets.json"),
+        r#"{"DEPLOY_TOKEN": "s3cret-value-42"}"#,
+    )
+    .unwrap();
+    dir
+}
+
+/// An API key of the default tenant with `jobs:write`, as agents use.
+async fn agent_key(s: &Server) -> String {
+    let (status, body, _) =
+        send(s.client.post(s.url("/auth/api-keys")).json(
+            &json!({"name": switchyard_testkit::unique("agent-"), "scopes": ["jobs:write"]}),
+        ))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["key"].as_str().unwrap().to_owned()
+}
+
+/// Enqueues a shell job in pool `build`; returns its id.
+async fn enqueue_shell(s: &Server, payload: Value, max_attempts: u32) -> String {
+    let body =
+        json!({"pool": "build", "kind": "shell", "payload": payload, "max_attempts": max_attempts});
+    let (status, body, _) = send(s.client.post(s.url("/api/queue/jobs")).json(&body)).await;
+    assert_eq!(status, 201, "{body}");
+    body["data"]["id"].as_str().unwrap().to_owned()
+}
+
+async fn job(s: &Server, id: &str) -> Value {
+    let (status, body, _) = send(s.client.get(s.url(&format!("/api/queue/jobs/{id}")))).await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+/// Polls job `id` until `done` holds for it, for at most `limit`; returns the job.
+async fn wait_for(s: &Server, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let j = job(s, id).await;
+        if done(&j) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {id} after {limit:?}: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
+    move |j| j["state"] == state
+}
+
+#[tokio::test]
+async fn a_shell_job_enqueued_over_rest_runs_on_a_real_agent() {
+    let s = Server::start(Db::Postgres, &TIMINGS).await;
+    let dir = workdir();
+    let _agent = Agent::start("it-agent-1", &[&s], &agent_key(&s).await, &dir);
+
+    // It runs in the agent's working directory, with the secret it names in its environment.
+    let ok = enqueue_shell(
+        &s,
+        json!({"command": "test \"$DEPLOY_TOKEN\" = s3cret-value-42 && echo ran > marker",
+               "secrets": ["DEPLOY_TOKEN"]}),
+        1,
+    )
+    .await;
+    let done = wait_for(&s, &ok, Duration::from_secs(15), state_is("COMPLETED")).await;
+    assert_eq!(done["attempt"], 1, "{done}");
+    assert_eq!(done["claimed_by"], "it-agent-1", "{done}");
+    assert_eq!(done["exit_code"], 0, "{done}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("marker")).unwrap().trim(),
+        "ran"
+    );
+
+    // A failing command fails the attempt with its exit status; its last attempt dead-letters.
+    let bad = enqueue_shell(&s, json!({"command": "exit 7"}), 1).await;
+    let failed = wait_for(&s, &bad, Duration::from_secs(15), state_is("DEAD_LETTERED")).await;
+    assert_eq!(failed["exit_code"], 7, "{failed}");
+    assert_eq!(failed["failures"][0]["error"], "exit status 7", "{failed}");
+
+    // The registry shows the agent, connected and idle.
+    let (status, body, _) = send(s.client.get(s.url("/api/agents?pool=build"))).await;
+    assert_eq!(status, 200, "{body}");
+    let agents = body["data"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{body}");
+    assert_eq!(agents[0]["name"], "it-agent-1");
+    assert_eq!(agents[0]["status"], "HEALTHY");
+    let id = agents[0]["id"].as_str().unwrap();
+    let (status, one, _) = send(s.client.get(s.url(&format!("/api/agents/{id}")))).await;
+    assert_eq!(
+        (status, &one["data"]["capacity"]),
+        (200, &json!(4)),
+        "{one}"
+    );
+}
+
+#[tokio::test]
+async fn a_killed_agents_job_is_requeued_and_finishes_on_another_agent() {
+    let s = Server::start(Db::Postgres, &TIMINGS).await;
+    let key = agent_key(&s).await;
+    let shared = workdir();
+    let marker = shared.join("first-attempt");
+    // The first attempt marks itself and hangs; the next one finds the mark and succeeds.
+    let command = format!(
+        "if [ -e {m} ]; then exit 0; fi; touch {m}; sleep 120",
+        m = marker.display()
+    );
+    let id = enqueue_shell(&s, json!({"command": command}), 3).await;
+    let first = Agent::start("it-doomed", &[&s], &key, &workdir());
+    wait_for(&s, &id, Duration::from_secs(15), |j| {
+        j["state"] == "RUNNING" && marker.exists()
+    })
+    .await;
+    first.kill9();
+    let killed = Instant::now();
+    let _second = Agent::start("it-survivor", &[&s], &key, &workdir());
+
+    let done = wait_for(&s, &id, Duration::from_secs(30), state_is("COMPLETED")).await;
+    // Lease (5 s) + reaper interval (5 s) + 1 s, and the run itself.
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(12),
+        "requeued and run after {took:?}"
+    );
+    assert_eq!(
+        done["attempt"], 2,
+        "the expiry counts as an attempt: {done}"
+    );
+    assert_eq!(done["claimed_by"], "it-survivor", "{done}");
+    assert_eq!(done["failures"][0]["attempt"], 1, "{done}");
+}
+
+#[tokio::test]
+async fn sigterm_of_a_replica_moves_its_agent_to_another_with_the_job_lease_intact() {
+    let url = Db::Postgres.fresh_url().await;
+    let prefix = switchyard_testkit::unique("it-agents:");
+    let redis = switchyard_testkit::redis_url();
+    let mut env = vec![
+        ("REDIS_URL", redis.as_str()),
+        ("SWITCHYARD_REDIS_PREFIX", prefix.as_str()),
+    ];
+    env.extend(TIMINGS);
+    let a = Server::start_on(&url, &env).await;
+    let b = Server::start_on(&url, &env).await;
+    a.wait_ready().await;
+    b.wait_ready().await;
+    // The agent prefers B, and falls back to A.
+    let _agent = Agent::start("it-mover", &[&b, &a], &agent_key(&a).await, &workdir());
+    wait_for_agent(&a, "it-mover").await;
+
+    // Enqueued on A, pushed by B (through the Redis wake-up) to its agent.
+    let id = enqueue_shell(&a, json!({"command": "sleep 4"}), 1).await;
+    wait_for(&a, &id, Duration::from_secs(10), state_is("RUNNING")).await;
+    let stopped = Instant::now();
+    let status = b.terminate();
+    assert!(status.success(), "replica B exited with {status}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(25),
+        "drain took {:?}",
+        stopped.elapsed()
+    );
+
+    // The agent went on to A, kept the job (still attempt 1) and completed it there.
+    let done = wait_for(&a, &id, Duration::from_secs(20), |j| {
+        j["state"] != "RUNNING" && j["state"] != "CLAIMED"
+    })
+    .await;
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert_eq!(done["attempt"], 1, "no lease was lost: {done}");
+}
+
+/// Waits until agent `name` is registered and connected.
+async fn wait_for_agent(s: &Server, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body, _) = send(s.client.get(s.url("/api/agents"))).await;
+        let connected = body["data"].as_array().is_some_and(|all| {
+            all.iter()
+                .any(|a| a["name"] == name && a["status"] == "HEALTHY")
+        });
+        if connected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent {name} never connected: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
