@@ -1,5 +1,5 @@
 //! Agents end to end: real `switchyard agent` processes on the real `Connect` stream. A shell job
-//! enqueued over REST runs on an agent with its secret injected; a `kill -9`ed agent's job is
+//! enqueued over REST runs on an agent with its secret injected and masked in its stored log; a `kill -9`ed agent's job is
 //! requeued within lease + reaper interval and finishes on another agent; SIGTERM of a replica
 //! moves its agent to the other replica with the job's lease intact.
 
@@ -122,7 +122,8 @@ async fn a_shell_job_enqueued_over_rest_runs_on_a_real_agent() {
     // It runs in the agent's working directory, with the secret it names in its environment.
     let ok = enqueue_shell(
         &s,
-        json!({"command": "test \"$DEPLOY_TOKEN\" = s3cret-value-42 && echo ran > marker",
+        json!({"command": "test \"$DEPLOY_TOKEN\" = s3cret-value-42 && echo ran > marker \
+                            && echo \"token is $DEPLOY_TOKEN\" && echo bye >&2",
                "secrets": ["DEPLOY_TOKEN"]}),
         1,
     )
@@ -135,6 +136,18 @@ async fn a_shell_job_enqueued_over_rest_runs_on_a_real_agent() {
         std::fs::read_to_string(dir.join("marker")).unwrap().trim(),
         "ran"
     );
+    // Its output is readable, with the secret's value masked by the agent.
+    let (status, body, _) = send(s.client.get(s.url(&format!("/api/queue/jobs/{ok}/logs")))).await;
+    assert_eq!(status, 200, "{body}");
+    let text: String = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["data"].as_str().unwrap())
+        .collect();
+    assert!(text.contains("token is ***"), "{text:?}");
+    assert!(text.contains("bye"), "stderr too: {text:?}");
+    assert!(!text.contains("s3cret-value-42"), "the secret leaked: {text:?}");
 
     // A failing command fails the attempt with its exit status; its last attempt dead-letters.
     let bad = enqueue_shell(&s, json!({"command": "exit 7"}), 1).await;

@@ -79,11 +79,13 @@ pub static RULES: &[Rule] = &[
         &[
             "GET /queue/jobs",
             "GET /queue/jobs/{id}",
+            "GET /queue/jobs/{id}/logs",
             "GET /queue/stats",
             "GET /queue/limits",
         ],
         &[
             "QueueService/GetJob",
+            "QueueService/GetJobLogs",
             "QueueService/ListJobs",
             "QueueService/GetStats",
             "QueueService/GetLimits",

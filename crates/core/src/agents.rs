@@ -54,8 +54,8 @@ pub enum FromAgent {
     Credits(u32),
     /// A job's attempt began running.
     Started(JobId, u32),
-    /// Output of a job's attempt.
-    Log(JobId, u32),
+    /// Output of a job's attempt: sequence number and text.
+    Log(JobId, u32, u64, String),
     /// A job's attempt ended.
     Finished(JobId, u32, Outcome),
 }
@@ -397,11 +397,15 @@ impl Session {
                     Err(e) => Err(e),
                 }
             }
-            FromAgent::Log(id, attempt) => {
+            FromAgent::Log(id, attempt, seq, data) => {
                 if !self.holds(id, attempt) {
                     return self.lose(id, attempt).await;
                 }
-                Ok(())
+                self.agents
+                    .queue
+                    .append_log(&self.who, id, attempt, seq, &data)
+                    .await
+                    .map(drop)
             }
             FromAgent::Finished(id, attempt, outcome) => {
                 if !self.holds(id, attempt) {

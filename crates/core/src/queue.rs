@@ -10,8 +10,9 @@ use rand::Rng;
 use switchyard_bus::{Bus, Event};
 use switchyard_store::QueueStore;
 use switchyard_types::{
-    ClaimRequest, Error, Job, JobFilter, JobId, JobState, Labels, MAX_BATCH, MAX_PAYLOAD_BYTES,
-    NewJob, Outcome, Page, Principal, Priority, QueueStats, ReapReport, Result,
+    ClaimRequest, Error, Job, JobFilter, JobId, JobState, Labels, LogAppend, LogChunk, MAX_BATCH,
+    MAX_LOG_CHUNK_BYTES, MAX_PAYLOAD_BYTES, NewJob, Outcome, Page, Principal, Priority, QueueStats,
+    ReapReport, Result,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -410,6 +411,55 @@ impl Queue {
     /// the upper half jittered so retries of a burst spread out.
     pub fn backoff(&self, attempt: u32) -> Duration {
         retry_delay(&self.config, attempt, rand::rng().random::<f64>())
+    }
+
+    /// Stores a chunk of an attempt's output (the caller checked the attempt is the agent's).
+    /// Chunks over [`MAX_LOG_CHUNK_BYTES`] are refused; past the job's cap they are dropped.
+    pub async fn append_log(
+        &self,
+        who: &Principal,
+        id: JobId,
+        attempt: u32,
+        seq: u64,
+        data: &str,
+    ) -> Result<LogAppend> {
+        if data.len() > MAX_LOG_CHUNK_BYTES {
+            return Err(Error::invalid(
+                "log.data",
+                format!("must be at most {MAX_LOG_CHUNK_BYTES} bytes"),
+            ));
+        }
+        let stored = self
+            .store
+            .append_log(&who.tenant, id, attempt, seq, data)
+            .await?;
+        if stored == LogAppend::Full {
+            tracing::debug!(job = %id, attempt, seq, "job log full; chunk dropped");
+        }
+        Ok(stored)
+    }
+
+    /// A page of a job's log: up to `limit` (default 500, at most 5000) chunks, of one attempt
+    /// when given, after a sequence number when given. `NotFound` for another tenant's job.
+    pub async fn logs(
+        &self,
+        who: &Principal,
+        id: JobId,
+        attempt: Option<u32>,
+        after: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<LogChunk>> {
+        let limit = limit.unwrap_or(500);
+        let mut v = Violations::default();
+        v.range("limit", limit.into(), 1, 5000);
+        if after.is_some() && attempt.is_none() {
+            v.add("after_seq", "needs an attempt");
+        }
+        v.finish()?;
+        self.store.get(&who.tenant, id).await?;
+        self.store
+            .logs(&who.tenant, id, attempt, after, limit)
+            .await
     }
 
     /// Cancels a non-terminal job.

@@ -54,7 +54,12 @@ fn from_pb(message: pb::ConnectRequest) -> Result<FromAgent> {
             held(&s.job_id, "started.job_id")?,
             s.attempt,
         )),
-        Some(Body::Log(l)) => Ok(FromAgent::Log(held(&l.job_id, "log.job_id")?, l.attempt)),
+        Some(Body::Log(l)) => Ok(FromAgent::Log(
+            held(&l.job_id, "log.job_id")?,
+            l.attempt,
+            l.seq,
+            l.data,
+        )),
         Some(Body::Finished(f)) => {
             let outcome = if f.succeeded {
                 Outcome::Succeeded {

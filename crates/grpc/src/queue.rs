@@ -220,6 +220,22 @@ impl QueueService for QueueGrpc {
         Ok(Response::new(pb::SetLimitsResponse { max_running }))
     }
 
+    async fn get_job_logs(
+        &self,
+        request: Request<pb::GetJobLogsRequest>,
+    ) -> Result<Response<pb::GetJobLogsResponse>, Status> {
+        let (who, req) = take(request)?;
+        let limit = (req.limit != 0).then_some(req.limit);
+        let chunks = self
+            .queue
+            .logs(&who, id(&req.job_id)?, req.attempt, req.after_seq, limit)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetJobLogsResponse {
+            chunks: chunks.into_iter().map(Into::into).collect(),
+        }))
+    }
+
     async fn requeue_expired(
         &self,
         request: Request<pb::RequeueExpiredRequest>,

@@ -23,7 +23,8 @@ macro_rules! store_conformance_suite {
             stale_attempts_conflict_and_change_nothing, failures_retry_then_dead_letter_then_redrive,
             reaper_requeues_then_dead_letters_poison_jobs, tenants_are_isolated,
             list_filters_and_pages, stats_count_states_and_windows, ping_and_migrations,
-            concurrency_keys_limit_running_jobs, tenant_limits_cap_running_jobs);
+            concurrency_keys_limit_running_jobs, tenant_limits_cap_running_jobs,
+            logs_are_stored_once_in_order_capped_and_tenant_scoped);
     };
     (@each $make:path, $($check:ident),+ $(,)?) => {
         $(
@@ -839,4 +840,85 @@ pub async fn tenant_limits_cap_running_jobs(store: &dyn QueueStore) {
         2,
         "no cap: the rest"
     );
+}
+
+/// Log chunks are stored once per (attempt, sequence number), read back in order (by attempt,
+/// after a sequence number), capped per job, and invisible to other tenants.
+pub async fn logs_are_stored_once_in_order_capped_and_tenant_scoped(store: &dyn QueueStore) {
+    use switchyard_types::{LogAppend, MAX_LOG_BYTES_PER_JOB, MAX_LOG_CHUNK_BYTES};
+    let job = one(store, new_job("owner", "build", Priority::Normal)).await;
+    let owner = tenant("owner");
+    let append = |attempt, seq, data: &'static str| {
+        let owner = owner.clone();
+        async move {
+            store
+                .append_log(&owner, job.id, attempt, seq, data)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(append(1, 1, "second\n").await, LogAppend::Stored);
+    assert_eq!(append(1, 0, "first\n").await, LogAppend::Stored);
+    assert_eq!(append(1, 0, "retried\n").await, LogAppend::Duplicate);
+    assert_eq!(append(2, 0, "next attempt\n").await, LogAppend::Stored);
+    let read = |attempt, after| {
+        let owner = owner.clone();
+        async move {
+            let chunks = store
+                .logs(&owner, job.id, attempt, after, 100)
+                .await
+                .unwrap();
+            chunks
+                .into_iter()
+                .map(|c| (c.attempt, c.seq, c.data))
+                .collect::<Vec<_>>()
+        }
+    };
+    let line = |a, s, d: &str| (a, s, d.to_owned());
+    assert_eq!(
+        read(None, None).await,
+        [
+            line(1, 0, "first\n"),
+            line(1, 1, "second\n"),
+            line(2, 0, "next attempt\n")
+        ]
+    );
+    assert_eq!(read(Some(1), Some(0)).await, [line(1, 1, "second\n")]);
+    assert_eq!(
+        store
+            .logs(&owner, job.id, None, None, 1)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "limit"
+    );
+    assert!(
+        store
+            .logs(&tenant("intruder"), job.id, None, None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Full: the chunk that would pass the cap is dropped, and so is every later one.
+    let big = "x".repeat(MAX_LOG_CHUNK_BYTES);
+    let fits = MAX_LOG_BYTES_PER_JOB / MAX_LOG_CHUNK_BYTES as u64 - 1;
+    for seq in 1..=fits {
+        let r = store
+            .append_log(&owner, job.id, 2, seq, &big)
+            .await
+            .unwrap();
+        assert_eq!(r, LogAppend::Stored, "chunk {seq}");
+    }
+    let over = store
+        .append_log(&owner, job.id, 2, fits + 1, &big)
+        .await
+        .unwrap();
+    assert_eq!(over, LogAppend::Full);
+    let stored = store
+        .logs(&owner, job.id, Some(2), Some(fits), 10)
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "nothing stored past the cap");
 }

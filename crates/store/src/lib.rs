@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchyard_types::{
-    ClaimRequest, Error, Job, JobFilter, JobId, NewJob, Outcome, Priority, QueueStats, ReapReport,
-    Result, TenantId,
+    ClaimRequest, Error, Job, JobFilter, JobId, LogAppend, LogChunk, NewJob, Outcome, Priority,
+    QueueStats, ReapReport, Result, TenantId,
 };
 
 pub mod agents;
@@ -23,6 +23,7 @@ pub mod identity;
 pub mod identity_conformance;
 #[macro_use]
 mod identity_rows;
+mod job_logs;
 #[macro_use]
 mod limits;
 pub mod postgres;
@@ -129,6 +130,31 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// The tenant's cap on claimed or running jobs, if any.
     async fn tenant_limit(&self, tenant: &TenantId) -> Result<Option<u32>>;
+
+    /// Stores chunk `seq` of attempt `attempt` of job `id` (the caller checked the attempt is
+    /// current and its holder's). A chunk already stored is a `Duplicate`, unchanged; one that
+    /// would take the job's log past [`switchyard_types::MAX_LOG_BYTES_PER_JOB`] is dropped
+    /// (`Full`).
+    async fn append_log(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        seq: u64,
+        data: &str,
+    ) -> Result<LogAppend>;
+
+    /// Up to `limit` chunks of job `id`, of `attempt` only when given, after sequence number
+    /// `after` (of the same attempt) when given, in attempt and sequence order. The job's
+    /// existence is the caller's check.
+    async fn logs(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: Option<u32>,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LogChunk>>;
 
     /// A cheap round trip to the database.
     async fn ping(&self) -> Result<()>;

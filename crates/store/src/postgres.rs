@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 use switchyard_types::{
-    ClaimRequest, Error, Job, JobFilter, JobId, NewJob, Outcome, Priority, QueueStats, ReapReport,
-    Result, TenantId,
+    ClaimRequest, Error, Job, JobFilter, JobId, LogAppend, LogChunk, NewJob, Outcome, Priority,
+    QueueStats, ReapReport, Result, TenantId,
 };
 use uuid::Uuid;
 
@@ -641,6 +641,28 @@ impl QueueStore for PgStore {
                 .await
                 .map_err(from_sqlx)?;
         Ok(n.and_then(|n| u32::try_from(n).ok()))
+    }
+
+    async fn append_log(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        seq: u64,
+        data: &str,
+    ) -> Result<LogAppend> {
+        self.append_log_pg(tenant, id, attempt, seq, data).await
+    }
+
+    async fn logs(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: Option<u32>,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LogChunk>> {
+        self.logs_pg(tenant, id, attempt, after, limit).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 use switchyard_types::{
-    ClaimRequest, Error, Job, JobFilter, JobId, JobState, NewJob, Outcome, Priority, QueueStats,
-    ReapReport, Result, TenantId,
+    ClaimRequest, Error, Job, JobFilter, JobId, JobState, LogAppend, LogChunk, NewJob, Outcome,
+    Priority, QueueStats, ReapReport, Result, TenantId,
 };
 use uuid::Uuid;
 
@@ -600,6 +600,28 @@ impl QueueStore for SqliteStore {
                 .await
                 .map_err(from_sqlx)?;
         Ok(n.and_then(|n| u32::try_from(n).ok()))
+    }
+
+    async fn append_log(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        seq: u64,
+        data: &str,
+    ) -> Result<LogAppend> {
+        self.append_log_sqlite(tenant, id, attempt, seq, data).await
+    }
+
+    async fn logs(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: Option<u32>,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<LogChunk>> {
+        self.logs_sqlite(tenant, id, attempt, after, limit).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -458,3 +458,33 @@ mod tests {
         assert!(TenantId::parse(&"a".repeat(65)).is_err());
     }
 }
+
+/// The most log text kept per job (every attempt together); chunks beyond it are dropped.
+pub const MAX_LOG_BYTES_PER_JOB: u64 = 16 * 1024 * 1024;
+
+/// The largest log chunk accepted.
+pub const MAX_LOG_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A piece of one attempt's output, as an agent sent it (secrets already masked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// Its position in the attempt's output, from 0.
+    pub seq: u64,
+    /// The text.
+    pub data: String,
+    /// When it was stored.
+    pub at: DateTime<Utc>,
+}
+
+/// What storing a log chunk did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogAppend {
+    /// Stored.
+    Stored,
+    /// A chunk with this attempt and sequence number was stored already (a retry): unchanged.
+    Duplicate,
+    /// The job's log is full ([`MAX_LOG_BYTES_PER_JOB`]): dropped.
+    Full,
+}

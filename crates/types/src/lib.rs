@@ -17,7 +17,8 @@ pub use identity::{
     Tenant, User, UserCredentials, UserId, validate_name,
 };
 pub use job::{
-    ClaimRequest, Job, JobFailure, JobFilter, JobId, JobState, Labels, MAX_BATCH,
-    MAX_PAYLOAD_BYTES, NewJob, Outcome, Page, Priority, QueueStats, ReapReport, TenantId,
+    ClaimRequest, Job, JobFailure, JobFilter, JobId, JobState, Labels, LogAppend, LogChunk,
+    MAX_BATCH, MAX_LOG_BYTES_PER_JOB, MAX_LOG_CHUNK_BYTES, MAX_PAYLOAD_BYTES, NewJob, Outcome,
+    Page, Priority, QueueStats, ReapReport, TenantId,
 };
 pub use principal::{Principal, PrincipalKind, Scope, ScopeSet};

@@ -15,10 +15,11 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 pub use requests::{
     ClaimBody, CompleteBody, EnqueueBatch, EnqueueRequest, ExtendBody, JobSpec, Limits,
-    ListJobsQuery, PriorityBody, StartBody,
+    ListJobsQuery, LogsQuery, PriorityBody, StartBody,
 };
 pub use views::{
-    CheckView, FailureView, JobView, OneOrMany, ReadyView, ReapView, StatsView, StatusView,
+    CheckView, FailureView, JobView, LogChunkView, OneOrMany, ReadyView, ReapView, StatsView,
+    StatusView,
 };
 
 /// Documents a domain enum as a string schema whose values come from the enum itself, so the

@@ -278,3 +278,17 @@ pub struct PriorityBody {
     #[schema(value_type = PrioritySchema)]
     pub priority: Priority,
 }
+
+/// Query parameters of `GET /queue/jobs/{id}/logs`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Only this attempt's output.
+    pub attempt: Option<u32>,
+    /// Only chunks after this sequence number (needs `attempt`): poll with the last one seen to
+    /// tail a running job.
+    pub after_seq: Option<u64>,
+    /// At most this many chunks (default 500, at most 5000).
+    pub limit: Option<u32>,
+}

@@ -269,3 +269,27 @@ impl From<Readiness> for ReadyView {
         }
     }
 }
+
+/// One chunk of a job's log.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct LogChunkView {
+    /// The attempt that wrote it.
+    pub attempt: u32,
+    /// Its position in the attempt's output, from 0.
+    pub seq: u64,
+    /// The text (secrets masked on the agent).
+    pub data: String,
+    /// When it was stored.
+    pub at: DateTime<Utc>,
+}
+
+impl From<switchyard_types::LogChunk> for LogChunkView {
+    fn from(c: switchyard_types::LogChunk) -> Self {
+        LogChunkView {
+            attempt: c.attempt,
+            seq: c.seq,
+            data: c.data,
+            at: c.at,
+        }
+    }
+}

@@ -8,8 +8,8 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::dto::{
-    ClaimBody, CompleteBody, EnqueueRequest, ExtendBody, JobView, Limits, ListJobsQuery, OneOrMany,
-    PriorityBody, ReapView, StartBody, StatsView,
+    ClaimBody, CompleteBody, EnqueueRequest, ExtendBody, JobView, Limits, ListJobsQuery,
+    LogChunkView, LogsQuery, OneOrMany, PriorityBody, ReapView, StartBody, StatsView,
 };
 use crate::envelope::{ApiError, Data};
 use crate::extract::{ApiJson, ApiQuery, JobIdParam};
@@ -23,6 +23,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(enqueue, list_jobs))
         .routes(routes!(get_job, cancel_job))
+        .routes(routes!(job_logs))
         .routes(routes!(start_job))
         .routes(routes!(extend_lease))
         .routes(routes!(complete_job))
@@ -76,6 +77,23 @@ async fn get_job(
     JobIdParam(id): JobIdParam,
 ) -> Reply<JobView> {
     Ok(Data::ok(state.queue.get(&who, id).await?.into()))
+}
+
+/// A page of a job's log, in attempt and sequence order (secrets masked on the agent).
+#[utoipa::path(get, path = "/queue/jobs/{id}/logs", tag = "queue",
+    params(("id" = String, Path, description = "Job id (UUID)"), LogsQuery),
+    responses((status = 200, body = Success<Vec<LogChunkView>>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn job_logs(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    JobIdParam(id): JobIdParam,
+    ApiQuery(q): ApiQuery<LogsQuery>,
+) -> Reply<Vec<LogChunkView>> {
+    let chunks = state
+        .queue
+        .logs(&who, id, q.attempt, q.after_seq, q.limit)
+        .await?;
+    Ok(Data::ok(chunks.into_iter().map(Into::into).collect()))
 }
 
 /// Cancels a job that is not terminal yet; returns the cancelled job.

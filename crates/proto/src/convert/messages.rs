@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use switchyard_types::{Error, Job, JobFailure, Outcome, QueueStats, ReapReport, Result, TenantId};
+use switchyard_types::{
+    Error, Job, JobFailure, LogChunk, Outcome, QueueStats, ReapReport, Result, TenantId,
+};
 
 use super::{datetime, job_id, job_state_from_pb, opt_datetime, priority_from_pb, required};
 use super::{json_to_value, timestamp, value_to_json};
@@ -387,5 +389,16 @@ mod tests {
             ReapReport::from(pb::RequeueExpiredResponse::from(report)),
             report
         );
+    }
+}
+
+impl From<LogChunk> for pb::JobLogChunk {
+    fn from(c: LogChunk) -> Self {
+        pb::JobLogChunk {
+            attempt: c.attempt,
+            seq: c.seq,
+            data: c.data,
+            at: Some(timestamp(c.at)),
+        }
     }
 }
