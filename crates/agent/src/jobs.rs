@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::executor::{self, Executors, Outcome};
 use crate::logs::LogSink;
 
-/// `JobFinished.error` is at most this many characters.
-const MAX_ERROR_CHARS: usize = 4096;
+/// `JobFinished.error` is at most 4096 characters; the server counts bytes.
+const MAX_ERROR_BYTES: usize = 4096;
 
 /// One attempt of one job: what every report names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -107,7 +107,12 @@ impl Jobs {
                 tracing::error!(job = %task_key, error = %e, "executor task failed");
                 Outcome::failure("the agent's executor crashed")
             });
-            let _ = events.send(JobEvent::Ended { key: task_key, outcome }).await;
+            let _ = events
+                .send(JobEvent::Ended {
+                    key: task_key,
+                    outcome,
+                })
+                .await;
         });
         let since = Instant::now();
         let entry = Running {
@@ -183,12 +188,21 @@ impl Jobs {
     }
 
     /// The earliest instant self-fencing must stop a job.
-    pub(crate) fn fence_deadline(&self, renewed: Option<Instant>, limit: Duration) -> Option<Instant> {
+    pub(crate) fn fence_deadline(
+        &self,
+        renewed: Option<Instant>,
+        limit: Duration,
+    ) -> Option<Instant> {
         self.fence_times(renewed, limit).map(|(_, at)| at).min()
     }
 
     /// The held jobs self-fencing must stop at `now`.
-    pub(crate) fn overdue(&self, renewed: Option<Instant>, limit: Duration, now: Instant) -> Vec<JobKey> {
+    pub(crate) fn overdue(
+        &self,
+        renewed: Option<Instant>,
+        limit: Duration,
+        now: Instant,
+    ) -> Vec<JobKey> {
         self.fence_times(renewed, limit)
             .filter(|(_, at)| *at <= now)
             .map(|(k, _)| k.clone())
@@ -205,9 +219,7 @@ impl Jobs {
     /// value) and within the protocol's 1-4096 characters.
     pub(crate) fn report(&self, key: &JobKey, outcome: Outcome) -> JobFinished {
         let mut error = self.executors.secrets.mask(&outcome.error);
-        if let Some((at, _)) = error.char_indices().nth(MAX_ERROR_CHARS) {
-            error.truncate(at);
-        }
+        error.truncate(error.floor_char_boundary(MAX_ERROR_BYTES));
         if !outcome.succeeded && error.is_empty() {
             error = "failed".to_owned();
         }

@@ -8,8 +8,9 @@
 //! the next stream. An agent that cannot renew its leases for two thirds of the lease stops its
 //! jobs (self-fencing), so a job never runs twice while the network behaves.
 //!
-//! Executors ([`executor`]) run `shell`, `http`, `sleep` and `noop` jobs. Secrets come from a
-//! local file, reach only the jobs that name them, and are masked in every log chunk.
+//! Executors run `shell`, `http`, `sleep` and `noop` jobs. Secrets come from a local file,
+//! reach only the jobs that name them, and are masked in every log chunk (and in every
+//! `JobFinished.error`); the agent's own logs name secrets, never show their values.
 //!
 //! The crate needs only the client side of `switchyard-proto`: it ships to customer machines
 //! and carries no server code.
@@ -17,6 +18,7 @@
 mod agent;
 mod backoff;
 mod config;
+mod dial;
 mod executor;
 mod jobs;
 mod logs;
@@ -38,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
     config.validate()?;
     let secrets = secrets::Secrets::load(config.secrets_file.as_deref()).await?;
-    let dialer = session::Dialer::new(&config.servers, config.token.as_deref())?;
+    let dialer = dial::Dialer::new(&config.servers, config.token.as_deref())?;
     let executors = executor::Executors {
         secrets,
         workdir: config.workdir.clone(),

@@ -54,7 +54,9 @@ impl LogSink {
         self.decode(false);
         while self.text.len() >= MAX_CHUNK {
             let limit = self.text.floor_char_boundary(MAX_CHUNK);
-            let cut = self.text[..limit].rfind('\n').map_or(limit, |newline| newline + 1);
+            let cut = self.text[..limit]
+                .rfind('\n')
+                .map_or(limit, |newline| newline + 1);
             self.ship(cut).await;
         }
         if !self.text.is_empty() && self.since.is_none() {
@@ -188,7 +190,14 @@ mod tests {
         let got = chunks(&mut rx);
         assert!(got.iter().all(|c| c.data.len() <= MAX_CHUNK));
         let all: String = got.iter().map(|c| c.data.as_str()).collect();
-        assert_eq!(all, format!("{}{}", "\u{FFFD}".repeat(3 * MAX_CHUNK), "é".repeat(MAX_CHUNK)));
+        assert_eq!(
+            all,
+            format!(
+                "{}{}",
+                "\u{FFFD}".repeat(3 * MAX_CHUNK),
+                "é".repeat(MAX_CHUNK)
+            )
+        );
     }
 
     #[tokio::test]
@@ -202,7 +211,10 @@ mod tests {
         sink.write(&[0xe2, 0x82]).await;
         sink.finish().await;
         let all: String = chunks(&mut rx).iter().map(|c| c.data.as_str()).collect();
-        assert_eq!(all, "größe €\n\u{FFFD}", "a truncated sequence at the end is replaced");
+        assert_eq!(
+            all, "größe €\n\u{FFFD}",
+            "a truncated sequence at the end is replaced"
+        );
     }
 
     #[tokio::test]
@@ -214,13 +226,20 @@ mod tests {
         assert!(deadline <= Instant::now() + FLUSH_EVERY);
         sink.flush().await;
         assert_eq!(chunks(&mut rx)[0].data, "one\ntwo\n");
-        assert!(sink.deadline().is_some(), "the partial line waits one more period");
+        assert!(
+            sink.deadline().is_some(),
+            "the partial line waits one more period"
+        );
         sink.flush().await;
         assert_eq!(chunks(&mut rx)[0].data, "thr");
         assert_eq!(sink.deadline(), None);
         sink.write(b"pw hunter2hun").await;
         sink.flush().await;
-        assert_eq!(chunks(&mut rx)[0].data, "pw ", "a possible secret is not flushed");
+        assert_eq!(
+            chunks(&mut rx)[0].data,
+            "pw ",
+            "a possible secret is not flushed"
+        );
         sink.write(b"ter2\n").await;
         sink.finish().await;
         assert_eq!(chunks(&mut rx)[0].data, "***\n");

@@ -134,7 +134,10 @@ mod tests {
         assert_eq!(out, b"login ***!");
         m.push(b" s3cr", &mut out);
         m.push(b"apped", &mut out);
-        assert_eq!(out, b"login ***! s3crapped", "a prefix that did not match is released");
+        assert_eq!(
+            out, b"login ***! s3crapped",
+            "a prefix that did not match is released"
+        );
     }
 
     #[test]
@@ -166,23 +169,36 @@ mod tests {
         for split in 0..=text.len() {
             let mut m = masker(&[value]);
             let (a, b) = text.as_bytes().split_at(split);
-            assert_eq!(run(&mut m, &[a, b]), "é***ü and ***", "split at byte {split}");
+            assert_eq!(
+                run(&mut m, &[a, b]),
+                "é***ü and ***",
+                "split at byte {split}"
+            );
         }
     }
 
     #[test]
     fn every_split_of_every_piece_size_masks_the_same() {
         let values = ["hunter2hunter2", "hunter2", "tok\nen", "äöü-secret"];
-        let text = "x hunter2hunter2 y hunter2 z tok\nen äöü-secret hunter äöü hunter2hunt".as_bytes();
+        let text =
+            "x hunter2hunter2 y hunter2 z tok\nen äöü-secret hunter äöü hunter2hunt".as_bytes();
         let expected = run(&mut masker(&values), &[text]);
         assert_eq!(expected, "x *** y *** z *** *** hunter äöü ***hunt");
         for size in 1..=text.len() {
             let pieces: Vec<&[u8]> = text.chunks(size).collect();
-            assert_eq!(run(&mut masker(&values), &pieces), expected, "pieces of {size}");
+            assert_eq!(
+                run(&mut masker(&values), &pieces),
+                expected,
+                "pieces of {size}"
+            );
         }
         for split in 0..=text.len() {
             let (a, b) = text.split_at(split);
-            assert_eq!(run(&mut masker(&values), &[a, b]), expected, "split at {split}");
+            assert_eq!(
+                run(&mut masker(&values), &[a, b]),
+                expected,
+                "split at {split}"
+            );
         }
     }
 

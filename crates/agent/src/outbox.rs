@@ -1,5 +1,5 @@
 //! Job reports waiting for the stream: while the agent is disconnected, and while the server
-//! reads slower than jobs write.
+//! reads slower than jobs write. Credits granted when a job ends wait here too, behind its end.
 //!
 //! `JobStarted` and `JobFinished` are always kept. Log chunks are bounded per attempt: beyond
 //! [`LOG_LIMIT`] bytes waiting, the oldest chunks of that attempt are dropped (the server sees
@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use switchyard_proto::v1::connect_request::Body;
-use switchyard_proto::v1::{JobFinished, JobStarted, LogChunk};
+use switchyard_proto::v1::{Credits, JobFinished, JobStarted, LogChunk};
 
 use crate::jobs::JobKey;
 
@@ -73,6 +73,17 @@ impl Outbox {
         self.queue.push_back(Body::Finished(report));
     }
 
+    /// Queues `Credits` behind the reports before it (the credit of a job follows its end).
+    /// Credits belong to one stream: [`drop_credits`](Self::drop_credits) when it ends.
+    pub(crate) fn credits(&mut self, add: u32) {
+        self.queue.push_back(Body::Credits(Credits { add }));
+    }
+
+    /// Drops the credits of a stream that ended.
+    pub(crate) fn drop_credits(&mut self) {
+        self.queue.retain(|body| !matches!(body, Body::Credits(_)));
+    }
+
     /// Puts reports back at the front, in their order (sent, but maybe not received).
     pub(crate) fn requeue(&mut self, reports: Vec<JobFinished>) {
         for report in reports.into_iter().rev() {
@@ -100,6 +111,17 @@ impl Outbox {
             }
         }
         Some(body)
+    }
+
+    /// The `JobFinished` reports waiting.
+    pub(crate) fn finished_reports(&self) -> impl Iterator<Item = &JobFinished> {
+        self.queue.iter().filter_map(|body| {
+            if let Body::Finished(report) = body {
+                Some(report)
+            } else {
+                None
+            }
+        })
     }
 
     /// Whether nothing waits.
@@ -143,8 +165,14 @@ mod tests {
             ..Default::default()
         });
         let bodies = drain(&mut outbox);
-        assert!(matches!(bodies[0], Body::Started(_)), "started is never dropped");
-        assert!(matches!(&bodies[1], Body::Log(l) if l.job_id == "b"), "other jobs keep theirs");
+        assert!(
+            matches!(bodies[0], Body::Started(_)),
+            "started is never dropped"
+        );
+        assert!(
+            matches!(&bodies[1], Body::Log(l) if l.job_id == "b"),
+            "other jobs keep theirs"
+        );
         let seqs: Vec<u64> = bodies
             .iter()
             .filter_map(|b| match b {
@@ -160,7 +188,10 @@ mod tests {
         assert_eq!(seqs.len(), LOG_LIMIT / size, "4 MiB kept");
         assert_eq!(seqs[0], 10, "the oldest went");
         assert_eq!(*seqs.last().unwrap(), count as u64 - 1, "the newest stayed");
-        assert!(matches!(bodies.last(), Some(Body::Finished(_))), "finished is never dropped");
+        assert!(
+            matches!(bodies.last(), Some(Body::Finished(_))),
+            "finished is never dropped"
+        );
         assert!(outbox.is_empty() && outbox.log_bytes.is_empty());
     }
 
@@ -179,7 +210,11 @@ mod tests {
         outbox.requeue(vec![finished("x"), finished("y")]);
         outbox.forget(&a);
         let bodies = drain(&mut outbox);
-        let ids: Vec<String> = bodies.iter().filter_map(key_of).map(|k| k.to_string()).collect();
+        let ids: Vec<String> = bodies
+            .iter()
+            .filter_map(key_of)
+            .map(|k| k.to_string())
+            .collect();
         assert_eq!(ids, ["x#9", "y#9", "b#2"]);
     }
 }

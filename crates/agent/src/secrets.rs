@@ -28,12 +28,13 @@ impl Secrets {
         let Some(path) = path else {
             return Ok(Self::new(BTreeMap::new()));
         };
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|source| AgentError::SecretsUnreadable {
-                path: path.to_owned(),
-                source,
-            })?;
+        let bytes =
+            tokio::fs::read(path)
+                .await
+                .map_err(|source| AgentError::SecretsUnreadable {
+                    path: path.to_owned(),
+                    source,
+                })?;
         // serde_json's messages may quote the offending value: report the position only.
         let values = serde_json::from_slice(&bytes).map_err(|e| AgentError::SecretsMalformed {
             path: path.to_owned(),
@@ -113,7 +114,10 @@ mod tests {
             "values under 4 bytes are not masked"
         );
         let shown = format!("{secrets:?}");
-        assert!(shown.contains("DB_PASSWORD") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("DB_PASSWORD") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[tokio::test]

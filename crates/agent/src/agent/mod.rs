@@ -6,20 +6,22 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use switchyard_proto::v1::connect_request::Body as Request;
 use switchyard_proto::v1::connect_response::Body as Message;
-use switchyard_proto::v1::{ConnectRequest, Credits, Hello, JobFinished};
+use switchyard_proto::v1::{ConnectRequest, HeldJob, Hello};
 use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
-use crate::executor::{Executors, Outcome};
-use crate::jobs::{JobEvent, JobKey, Jobs, Stop};
+use crate::dial::{Dialer, Failure};
+use crate::executor::Executors;
+use crate::jobs::{JobEvent, Jobs, Stop};
 use crate::outbox::Outbox;
-use crate::session::{Dialer, Failure, Session};
+use crate::session::Session;
 use crate::wait;
+
+mod handlers;
 
 /// Job events waiting for the loop; a full queue pauses the jobs' output.
 const JOB_EVENTS: usize = 1024;
@@ -58,8 +60,6 @@ pub(crate) struct Agent {
     jobs: Jobs,
     events: mpsc::Receiver<JobEvent>,
     outbox: Outbox,
-    /// Reports of self-fenced jobs, sent after the next `Welcome`.
-    abandoned: Vec<JobFinished>,
     session: Option<Session>,
     dialing: Option<Dialing>,
     /// When to dial next, while neither connected nor dialing.
@@ -88,7 +88,6 @@ impl Agent {
             jobs: Jobs::new(executors, events_tx),
             events,
             outbox: Outbox::default(),
-            abandoned: Vec::new(),
             session: None,
             dialing: None,
             redial_at: Some(Instant::now()),
@@ -178,19 +177,27 @@ impl Agent {
             && stopping.kill_at.is_some_and(|at| at <= now)
         {
             stopping.kill_at = None;
-            tracing::warn!(jobs = self.jobs.len(), "shutdown grace over: stopping the jobs left");
+            tracing::warn!(
+                jobs = self.jobs.len(),
+                "shutdown grace over: stopping the jobs left"
+            );
             self.jobs.stop_all(Stop::Shutdown);
         }
     }
 
     fn begin_shutdown(&mut self) {
         let grace = self.config.shutdown_grace;
-        tracing::info!(jobs = self.jobs.len(), ?grace, "shutting down: taking no new jobs");
+        tracing::info!(
+            jobs = self.jobs.len(),
+            ?grace,
+            "shutting down: taking no new jobs"
+        );
         let now = Instant::now();
         self.stopping = Some(Stopping {
             kill_at: Some(now + grace),
             give_up_at: None,
         });
+        self.outbox.drop_credits();
         self.on_tick(now);
     }
 
@@ -204,43 +211,60 @@ impl Agent {
             return false;
         }
         let now = Instant::now();
-        if stopping.give_up_at.is_some_and(|at| at <= now) {
-            tracing::warn!("shutting down with reports not known to be delivered");
-            return true;
-        }
         stopping.give_up_at.get_or_insert(now + FLUSH_FOR);
-        if !self.outbox.is_empty() || !self.abandoned.is_empty() {
-            return false;
-        }
-        match &mut self.session {
-            Some(session) => {
+        let delivered = self.outbox.is_empty()
+            && self.session.as_mut().is_none_or(|session| {
                 session.confirm();
                 session.settled()
-            }
-            None => true,
-        }
+            });
+        delivered || self.give_up(now)
     }
 
+    /// Whether the time to deliver the last reports is over (then says so).
+    fn give_up(&self, now: Instant) -> bool {
+        let over = self
+            .stopping
+            .as_ref()
+            .and_then(|s| s.give_up_at)
+            .is_some_and(|at| at <= now);
+        if over {
+            tracing::warn!("shutting down with reports not known to be delivered");
+        }
+        over
+    }
+
+    /// The `Hello` of a new stream. `running` lists the jobs still running and those whose end
+    /// is waiting to be reported (the server takes an attempt back only if it is listed, and
+    /// accepts its end only then), but not the jobs stopped by self-fencing.
     fn hello(&self) -> Hello {
+        let mut running = self.jobs.held_jobs();
+        let unreported = self
+            .outbox
+            .finished_reports()
+            .filter(|r| r.error != ABANDONED);
+        running.extend(unreported.map(|r| HeldJob {
+            job_id: r.job_id.clone(),
+            attempt: r.attempt,
+        }));
         Hello {
             name: self.config.name.clone(),
             pool: self.config.pool.clone(),
             labels: self.config.labels.clone(),
             capacity: self.config.capacity,
-            running: self.jobs.held_jobs(),
+            running,
             version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
 
-    fn on_welcome(&mut self, mut session: Session) {
+    /// Takes a new session: queued reports go first, then the credits of the free slots (the
+    /// server counts a job it took back as held until its end arrives).
+    fn on_welcome(&mut self, session: Session) {
         tracing::info!(server = %session.server, agent_id = %session.agent_id, "connected");
         self.backoff.reset();
         self.lease = session.lease;
-        for report in self.abandoned.drain(..) {
-            self.outbox.finished(report);
-        }
-        if self.stopping.is_none() {
-            grant(&mut session, self.free_slots());
+        let free = self.free_slots();
+        if self.stopping.is_none() && free > 0 {
+            self.outbox.credits(free);
         }
         self.session = Some(session);
     }
@@ -261,104 +285,15 @@ impl Agent {
     fn disconnect(&mut self, delay: Option<Duration>) {
         if let Some(session) = self.session.take() {
             self.outbox.requeue(session.close());
+            self.outbox.drop_credits();
         }
         self.redial_at = Some(Instant::now() + delay.unwrap_or_default());
     }
 
-    fn on_message(&mut self, message: Message) {
-        match message {
-            Message::Welcome(_) => tracing::warn!("ignoring a second Welcome"),
-            Message::HeartbeatAck(_) => {
-                let sent_at = self.session.as_mut().and_then(Session::acked);
-                self.renewed = self.renewed.max(sent_at);
-            }
-            Message::Assign(assign) => match assign.job {
-                Some(job) => self.on_assign(job),
-                None => tracing::warn!("ignoring an Assign without a job"),
-            },
-            Message::Cancel(c) => {
-                let key = JobKey::new(c.job_id, c.attempt);
-                if self.jobs.stop(&key, Stop::Cancelled) {
-                    tracing::info!(job = %key, "job cancelled");
-                }
-            }
-            Message::LeaseLost(lost) => {
-                let key = JobKey::new(lost.job_id, lost.attempt);
-                tracing::warn!(job = %key, reason = %lost.reason, "lease lost: stopping the job");
-                self.jobs.stop(&key, Stop::LeaseLost);
-                self.outbox.forget(&key);
-            }
-            Message::Drain(drain) => {
-                tracing::info!(reason = %drain.reason, "server draining: reconnecting");
-                self.disconnect(None);
-            }
-        }
-    }
-
-    fn on_assign(&mut self, job: switchyard_proto::v1::Job) {
-        let key = JobKey::new(job.id.clone(), job.attempt);
-        let refusal = if self.stopping.is_some() {
-            Some(SHUTTING_DOWN)
-        } else if self.jobs.contains(&key) {
-            tracing::warn!(job = %key, "ignoring a repeated Assign");
-            return;
-        } else if self.jobs.len() >= self.config.capacity as usize {
-            Some("agent at capacity")
-        } else {
-            None
-        };
-        if let Some(reason) = refusal {
-            tracing::info!(job = %key, reason, "refusing a job");
-            let report = self.jobs.report(&key, Outcome::failure(reason));
-            self.outbox.finished(report);
-            return;
-        }
-        tracing::info!(job = %key, kind = %job.kind, "job assigned");
-        self.outbox.started(&key);
-        self.jobs.start(key, job);
-    }
-
-    fn on_log(&mut self, chunk: switchyard_proto::v1::LogChunk) {
-        let key = JobKey::new(chunk.job_id.clone(), chunk.attempt);
-        if self.jobs.stop_reason(&key) != Some(Stop::LeaseLost) {
-            self.outbox.log(chunk);
-        }
-    }
-
-    fn on_ended(&mut self, key: JobKey, outcome: Outcome) {
-        let Some(stop) = self.jobs.ended(&key) else {
-            return;
-        };
-        tracing::info!(job = %key, succeeded = outcome.succeeded, ?stop, "job ended");
-        match stop {
-            None => self.outbox.finished(self.jobs.report(&key, outcome)),
-            Some(Stop::Cancelled | Stop::LeaseLost) => {}
-            Some(Stop::Abandoned) => {
-                let report = self.jobs.report(&key, Outcome::failure(ABANDONED));
-                self.abandoned.push(report);
-            }
-            Some(Stop::Shutdown) => {
-                let report = self.jobs.report(&key, Outcome::failure(SHUTTING_DOWN));
-                self.outbox.finished(report);
-            }
-        }
-        if self.stopping.is_none()
-            && let Some(session) = &mut self.session
-        {
-            grant(session, 1);
-        }
-    }
-
+    /// Slots not taken by a job task.
     fn free_slots(&self) -> u32 {
         let held = u32::try_from(self.jobs.len()).unwrap_or(u32::MAX);
         self.config.capacity.saturating_sub(held)
-    }
-}
-
-/// Grants the server `add` more jobs on `session` (nothing for 0).
-fn grant(session: &mut Session, add: u32) {
-    if add > 0 {
-        session.queue(Request::Credits(Credits { add }));
     }
 }
 

@@ -77,6 +77,9 @@ pub(super) async fn run(job: &Job, logs: &mut LogSink) -> Outcome {
         let wanted = payload
             .expect_status
             .map_or_else(|| "2xx".to_owned(), |code| code.to_string());
-        Outcome::failure(format!("{method} {} returned {status}, expected {wanted}", payload.url))
+        Outcome::failure(format!(
+            "{method} {} returned {status}, expected {wanted}",
+            payload.url
+        ))
     }
 }

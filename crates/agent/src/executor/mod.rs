@@ -132,9 +132,8 @@ async fn bounded(
 
 /// The job's payload as `T`; an absent or `null` payload reads as `{}`.
 fn payload<T: DeserializeOwned>(job: &Job) -> Result<T, Outcome> {
-    let invalid = |e: &dyn std::fmt::Display| {
-        Outcome::failure(format!("invalid {} payload: {e}", job.kind))
-    };
+    let invalid =
+        |e: &dyn std::fmt::Display| Outcome::failure(format!("invalid {} payload: {e}", job.kind));
     let json = match job.payload.clone().map(|v| value_to_json(v, "payload")) {
         Some(Ok(json)) if !json.is_null() => json,
         None | Some(Ok(_)) => serde_json::Value::Object(serde_json::Map::new()),

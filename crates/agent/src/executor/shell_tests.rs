@@ -16,7 +16,9 @@ async fn shell(payload: serde_json::Value) -> Ran {
 /// Whether process `pid` still exists (a zombie nobody reaped yet counts as gone).
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
         Err(_) => false,
     }
 }
@@ -34,7 +36,11 @@ async fn gone(pid: u32) -> bool {
 const GRANDCHILD: &str = "sleep 300 & echo $! > pidfile; echo started; wait";
 
 fn pid_in(dir: &std::path::Path) -> u32 {
-    std::fs::read_to_string(dir.join("pidfile")).unwrap().trim().parse().unwrap()
+    std::fs::read_to_string(dir.join("pidfile"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -60,14 +66,26 @@ async fn env_and_workdir_are_applied() {
         "env": {"GREETING": "hello there"},
         "workdir": "sub",
     });
-    let ran = run(job("shell", payload), &[], dir.path(), CancellationToken::new()).await;
+    let ran = run(
+        job("shell", payload),
+        &[],
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(ran.outcome, Outcome::exited(0));
     let expected_dir = dir.path().join("sub").canonicalize().unwrap();
-    assert_eq!(ran.output(), format!("hello there job-1/1\n{}\n", expected_dir.display()));
+    assert_eq!(
+        ran.output(),
+        format!("hello there job-1/1\n{}\n", expected_dir.display())
+    );
 
     let missing = shell(json!({"command": "true", "workdir": "/nonexistent/dir"})).await;
     assert!(
-        missing.outcome.error.starts_with("cannot start /bin/sh in /nonexistent/dir"),
+        missing
+            .outcome
+            .error
+            .starts_with("cannot start /bin/sh in /nonexistent/dir"),
         "{}",
         missing.outcome.error
     );
@@ -86,7 +104,11 @@ async fn stdout_and_stderr_are_merged_in_order() {
 #[tokio::test]
 async fn output_is_shipped_while_the_job_runs() {
     let ran = shell(json!({"command": "echo first; sleep 1; echo second"})).await;
-    assert_eq!(ran.chunks.len(), 2, "the first line is flushed within 200 ms");
+    assert_eq!(
+        ran.chunks.len(),
+        2,
+        "the first line is flushed within 200 ms"
+    );
     assert_eq!(ran.chunks[0].data, "first\n");
     assert_eq!(ran.chunks[1].data, "second\n");
 }
@@ -101,7 +123,11 @@ async fn missing_command_fails_clearly() {
         );
     }
     let wrong_type = shell(json!({"command": 5})).await.outcome;
-    assert!(wrong_type.error.starts_with("invalid shell payload: "), "{}", wrong_type.error);
+    assert!(
+        wrong_type.error.starts_with("invalid shell payload: "),
+        "{}",
+        wrong_type.error
+    );
 }
 
 #[tokio::test]
@@ -109,11 +135,23 @@ async fn timeout_kills_the_whole_group() {
     let dir = tempfile::tempdir().unwrap();
     let payload = json!({"command": GRANDCHILD, "timeout_seconds": 1});
     let started = Instant::now();
-    let ran = run(job("shell", payload), &[], dir.path(), CancellationToken::new()).await;
+    let ran = run(
+        job("shell", payload),
+        &[],
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(ran.outcome, Outcome::failure("timed out after 1 s"));
-    assert!(started.elapsed() < Duration::from_secs(4), "SIGTERM was enough");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "SIGTERM was enough"
+    );
     assert_eq!(ran.output(), "started\n");
-    assert!(gone(pid_in(dir.path())).await, "the grandchild was killed too");
+    assert!(
+        gone(pid_in(dir.path())).await,
+        "the grandchild was killed too"
+    );
 }
 
 #[tokio::test]
@@ -136,9 +174,18 @@ async fn cancel_kills_the_whole_group() {
         }
         canceller.cancel();
     });
-    let ran = run(job("shell", json!({"command": GRANDCHILD})), &[], dir.path(), cancel).await;
+    let ran = run(
+        job("shell", json!({"command": GRANDCHILD})),
+        &[],
+        dir.path(),
+        cancel,
+    )
+    .await;
     assert_eq!(ran.outcome, Outcome::cancelled());
-    assert!(gone(pid_in(dir.path())).await, "the grandchild was killed too");
+    assert!(
+        gone(pid_in(dir.path())).await,
+        "the grandchild was killed too"
+    );
 }
 
 #[tokio::test]
@@ -146,26 +193,54 @@ async fn a_group_ignoring_sigterm_gets_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let payload = json!({"command": format!("trap '' TERM; {GRANDCHILD}"), "timeout_seconds": 1});
     let started = Instant::now();
-    let ran = run(job("shell", payload), &[], dir.path(), CancellationToken::new()).await;
+    let ran = run(
+        job("shell", payload),
+        &[],
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(ran.outcome, Outcome::failure("timed out after 1 s"));
     let elapsed = started.elapsed();
-    assert!(elapsed >= super::shell::KILL_AFTER, "{elapsed:?}: SIGKILL only after the grace");
+    assert!(
+        elapsed >= super::shell::KILL_AFTER,
+        "{elapsed:?}: SIGKILL only after the grace"
+    );
     assert!(gone(pid_in(dir.path())).await);
 }
 
 #[tokio::test]
 async fn named_secrets_are_in_the_environment_and_every_value_is_masked() {
     let dir = tempfile::tempdir().unwrap();
-    let secrets = [("DEPLOY_TOKEN", "tok-3f9a1c"), ("OTHER", "multi\nline-secret")];
+    let secrets = [
+        ("DEPLOY_TOKEN", "tok-3f9a1c"),
+        ("OTHER", "multi\nline-secret"),
+    ];
     let payload = json!({
         "command": "echo \"t=$DEPLOY_TOKEN\"; printf 'multi\\nline-secret\\n'; echo \"o=${OTHER:-unset}\"",
         "secrets": ["DEPLOY_TOKEN"],
     });
-    let ran = run(job("shell", payload), &secrets, dir.path(), CancellationToken::new()).await;
+    let ran = run(
+        job("shell", payload),
+        &secrets,
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(ran.outcome, Outcome::exited(0));
-    assert_eq!(ran.output(), "t=***\n***\no=unset\n", "only named secrets are passed");
+    assert_eq!(
+        ran.output(),
+        "t=***\n***\no=unset\n",
+        "only named secrets are passed"
+    );
 
     let payload = json!({"command": "true", "secrets": ["DEPLOY_TOKEN", "NOPE"]});
-    let ran = run(job("shell", payload), &secrets, dir.path(), CancellationToken::new()).await;
+    let ran = run(
+        job("shell", payload),
+        &secrets,
+        dir.path(),
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(ran.outcome, Outcome::failure("unknown secret NOPE"));
 }

@@ -13,9 +13,15 @@ use super::test_support::{job, run, run_simple};
 
 #[tokio::test]
 async fn noop_succeeds_and_unknown_kinds_fail() {
-    assert_eq!(run_simple(job("noop", json!({}))).await.outcome, Outcome::success());
+    assert_eq!(
+        run_simple(job("noop", json!({}))).await.outcome,
+        Outcome::success()
+    );
     let unknown = run_simple(job("teleport", json!({}))).await.outcome;
-    assert_eq!(unknown, Outcome::failure("unknown executor kind \"teleport\""));
+    assert_eq!(
+        unknown,
+        Outcome::failure("unknown executor kind \"teleport\"")
+    );
 }
 
 #[tokio::test]
@@ -27,7 +33,11 @@ async fn sleep_waits_then_succeeds_and_rejects_bad_payloads() {
     for bad in [json!({"seconds": -1}), json!({}), json!({"seconds": "x"})] {
         let outcome = run_simple(job("sleep", bad.clone())).await.outcome;
         assert!(!outcome.succeeded, "{bad}");
-        assert!(outcome.error.contains("invalid sleep payload"), "{}", outcome.error);
+        assert!(
+            outcome.error.contains("invalid sleep payload"),
+            "{}",
+            outcome.error
+        );
     }
 }
 
@@ -41,7 +51,13 @@ async fn sleep_stops_when_cancelled_or_timed_out() {
     });
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let ran = run(job("sleep", json!({"seconds": 300})), &[], dir.path(), cancel).await;
+    let ran = run(
+        job("sleep", json!({"seconds": 300})),
+        &[],
+        dir.path(),
+        cancel,
+    )
+    .await;
     assert_eq!(ran.outcome, Outcome::cancelled());
     assert!(started.elapsed() < Duration::from_secs(5));
 
@@ -63,7 +79,11 @@ async fn one_response(listener: TcpListener) -> String {
         if let Some(end) = text.find("\r\n\r\n") {
             let length = text
                 .lines()
-                .find_map(|l| l.to_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                .find_map(|l| {
+                    l.to_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
                 .map_or(0, |v| v.trim().parse::<usize>().unwrap());
             if request.len() >= end + 4 + length || n == 0 {
                 break;
@@ -97,5 +117,9 @@ async fn http_sends_the_request_and_checks_the_status() {
         Outcome::failure(format!("GET {url} returned 201 Created, expected 200"))
     );
     let missing_url = run_simple(job("http", json!({}))).await.outcome;
-    assert!(missing_url.error.contains("missing field `url`"), "{}", missing_url.error);
+    assert!(
+        missing_url.error.contains("missing field `url`"),
+        "{}",
+        missing_url.error
+    );
 }

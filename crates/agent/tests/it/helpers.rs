@@ -48,12 +48,18 @@ impl Agent {
     /// Waits for `run` to return, which it must do in time and with `Ok`.
     pub async fn finish(self) {
         let result = tokio::time::timeout(PATIENCE, self.task).await;
-        result.expect("stopped in time").expect("no panic").expect("Ok");
+        result
+            .expect("stopped in time")
+            .expect("no panic")
+            .expect("Ok");
     }
 
-    /// Shuts it down and waits for it.
-    pub async fn stop(self) {
+    /// Shuts it down while serving `conn` as a server would: answering heartbeats until the
+    /// agent ends the stream, then closing its side. The agent must then return.
+    pub async fn stop(self, mut conn: Conn) {
         self.shutdown.cancel();
+        while conn.next().await.is_some() {}
+        drop(conn);
         self.finish().await;
     }
 }

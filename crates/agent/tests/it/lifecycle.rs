@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchyard_agent::{AgentError, run};
+use switchyard_proto::v1::HeldJob;
 use switchyard_proto::v1::connect_request::Body as Request;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,8 @@ async fn shutdown_refuses_new_work_lets_jobs_finish_then_stops_the_rest() {
     let quick = json!({"command": "sleep 0.5; echo done"});
     conn.send(assign("j-quick", 1, "shell", quick)).await;
     assert_eq!(conn.recv().await, started("j-quick", 1));
-    conn.send(assign("j-slow", 1, "sleep", json!({"seconds": 300}))).await;
+    conn.send(assign("j-slow", 1, "sleep", json!({"seconds": 300})))
+        .await;
     assert_eq!(conn.recv().await, started("j-slow", 1));
 
     agent.shutdown.cancel();
@@ -53,7 +55,11 @@ async fn shutdown_refuses_new_work_lets_jobs_finish_then_stops_the_rest() {
             ("j-slow", false, "agent shutting down"),
         ]
     );
-    assert!(reports[2].1 >= Duration::from_secs(1), "the slow job had its grace");
+    assert!(
+        reports[2].1 >= Duration::from_secs(1),
+        "the slow job had its grace"
+    );
+    drop(conn);
     agent.finish().await;
 }
 
@@ -71,7 +77,7 @@ async fn rejected_streams_are_retried_and_servers_tried_in_turn() {
     let mut again = server.accept().await;
     again.welcome(5, 30).await;
     assert_eq!(again.recv().await, credits(1));
-    agent.stop().await;
+    agent.stop(again).await;
 }
 
 #[tokio::test]
@@ -87,14 +93,20 @@ async fn reports_sent_to_a_server_that_went_silent_are_sent_again() {
     assert_eq!(conn.recv().await, started("j-lost", 3));
     let (first, _) = finished(&mut conn, 0).await;
     assert_eq!(conn.recv().await, credits(1));
-    // No HeartbeatAck ever came: the report may not have been processed.
+    // No HeartbeatAck ever came: the report may not have been processed. The next stream
+    // lists the attempt (so the server takes it back) and reports its end again.
     let mut second = server.accept().await;
-    second.welcome(1, 30).await;
-    assert_eq!(second.recv().await, credits(1));
+    let hello = second.welcome(1, 30).await;
+    let held = HeldJob {
+        job_id: "j-lost".into(),
+        attempt: 3,
+    };
+    assert_eq!(hello.running, [held]);
     let (again, _) = finished(&mut second, 0).await;
     assert_eq!(again, first);
     assert!(again.succeeded);
-    agent.stop().await;
+    assert_eq!(second.recv().await, credits(1));
+    agent.stop(second).await;
 }
 
 #[tokio::test]

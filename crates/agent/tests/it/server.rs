@@ -47,7 +47,8 @@ impl Conn {
             }
             self.heartbeats += 1;
             if self.ack {
-                self.send(Reply::HeartbeatAck(HeartbeatAck { renewed: 0 })).await;
+                self.send(Reply::HeartbeatAck(HeartbeatAck { renewed: 0 }))
+                    .await;
             }
         }
     }

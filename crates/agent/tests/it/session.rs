@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use switchyard_proto::v1::connect_request::Body as Request;
 use switchyard_proto::v1::connect_response::Body as Reply;
-use switchyard_proto::v1::{Cancel, Drain, HeldJob, JobFinished};
+use switchyard_proto::v1::{Cancel, Drain, HeldJob, JobFinished, LeaseLost};
 use tokio::time::Instant;
 
 use crate::helpers::{Agent, assign, config, credits, finished, started};
@@ -22,7 +22,10 @@ async fn hello_welcome_credits_and_heartbeats() {
     let auth = conn.metadata.get("authorization").expect("authorization");
     assert_eq!(auth, "Bearer sya_test_key");
     let hello = conn.welcome(1, 30).await;
-    assert_eq!((hello.name.as_str(), hello.pool.as_str()), ("agent-1", "build"));
+    assert_eq!(
+        (hello.name.as_str(), hello.pool.as_str()),
+        ("agent-1", "build")
+    );
     assert_eq!(hello.labels.get("os").map(String::as_str), Some("linux"));
     assert_eq!(hello.capacity, 3);
     assert!(hello.running.is_empty());
@@ -33,8 +36,12 @@ async fn hello_welcome_credits_and_heartbeats() {
     conn.send(assign("j-noop", 1, "noop", json!({}))).await;
     assert_eq!(conn.recv().await, started("j-noop", 1));
     assert!(since.elapsed() >= Duration::from_millis(2200));
-    assert!(conn.heartbeats >= 3, "one at once, then one a second: {}", conn.heartbeats);
-    agent.stop().await;
+    assert!(
+        conn.heartbeats >= 3,
+        "one at once, then one a second: {}",
+        conn.heartbeats
+    );
+    agent.stop(conn).await;
 }
 
 #[tokio::test]
@@ -66,18 +73,19 @@ async fn a_shell_job_reports_start_masked_logs_end_and_a_credit() {
         }
     );
     assert_eq!(conn.recv().await, credits(1));
-    agent.stop().await;
+    agent.stop(conn).await;
 }
 
 #[tokio::test]
-async fn cancel_stops_a_sleep_job_and_returns_the_credit() {
+async fn cancel_and_lease_lost_stop_a_job_and_return_the_credit() {
     let mut server = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
     let agent = Agent::start(config(&server.url, 1, dir.path()));
     let mut conn = server.accept().await;
     conn.welcome(5, 30).await;
     assert_eq!(conn.recv().await, credits(1));
-    conn.send(assign("j-sleep", 1, "sleep", json!({"seconds": 300}))).await;
+    conn.send(assign("j-sleep", 1, "sleep", json!({"seconds": 300})))
+        .await;
     assert_eq!(conn.recv().await, started("j-sleep", 1));
     let since = Instant::now();
     let cancel = Cancel {
@@ -85,9 +93,25 @@ async fn cancel_stops_a_sleep_job_and_returns_the_credit() {
         attempt: 1,
     };
     conn.send(Reply::Cancel(cancel)).await;
-    assert_eq!(conn.recv().await, credits(1), "no JobFinished after a Cancel");
+    assert_eq!(
+        conn.recv().await,
+        credits(1),
+        "no JobFinished after a Cancel"
+    );
     assert!(since.elapsed() < Duration::from_secs(2));
-    agent.stop().await;
+
+    let payload = json!({"seconds": 300});
+    conn.send(assign("j-lost", 5, "sleep", payload)).await;
+    assert_eq!(conn.recv().await, started("j-lost", 5));
+    let lost = LeaseLost {
+        job_id: "j-lost".into(),
+        attempt: 5,
+        reason: "requeued".into(),
+    };
+    conn.send(Reply::LeaseLost(lost)).await;
+    let next = conn.recv().await;
+    assert_eq!(next, credits(1), "no JobFinished after LeaseLost either");
+    agent.stop(conn).await;
 }
 
 #[tokio::test]
@@ -100,7 +124,8 @@ async fn self_fencing_kills_jobs_when_acks_stop_and_reports_them_abandoned() {
     conn.welcome(1, 3).await;
     assert_eq!(conn.recv().await, credits(1));
     let command = "sleep 300 & echo $! > pidfile; wait";
-    conn.send(assign("j-fenced", 4, "shell", json!({"command": command}))).await;
+    conn.send(assign("j-fenced", 4, "shell", json!({"command": command})))
+        .await;
     let assigned = Instant::now();
     assert_eq!(conn.recv().await, started("j-fenced", 4));
     let pidfile = dir.path().join("pidfile");
@@ -116,18 +141,24 @@ async fn self_fencing_kills_jobs_when_acks_stop_and_reports_them_abandoned() {
     }
     let killed_after = assigned.elapsed();
     assert!(!alive(), "self-fencing killed the job");
-    assert!(killed_after >= Duration::from_millis(1900), "{killed_after:?}: not before 2/3 of the lease");
+    assert!(
+        killed_after >= Duration::from_millis(1900),
+        "{killed_after:?}: not before 2/3 of the lease"
+    );
 
     // Silent for 3 heartbeat intervals: the agent leaves and comes back.
     let mut second = server.accept().await;
     let hello = second.welcome(1, 3).await;
-    assert!(hello.running.is_empty(), "abandoned jobs are not listed: {hello:?}");
-    assert_eq!(second.recv().await, credits(1));
+    assert!(
+        hello.running.is_empty(),
+        "abandoned jobs are not listed: {hello:?}"
+    );
     let (report, _) = finished(&mut second, 0).await;
     assert_eq!((report.job_id.as_str(), report.attempt), ("j-fenced", 4));
     assert!(!report.succeeded);
     assert_eq!(report.error, "abandoned: lease could not be renewed");
-    agent.stop().await;
+    assert_eq!(second.recv().await, credits(1));
+    agent.stop(second).await;
 }
 
 #[tokio::test]
@@ -139,7 +170,8 @@ async fn drain_reconnects_listing_running_jobs_whose_reports_follow_the_welcome(
     conn.welcome(5, 30).await;
     assert_eq!(conn.recv().await, credits(2));
     let command = "echo before; sleep 2; echo after";
-    conn.send(assign("j-long", 7, "shell", json!({"command": command}))).await;
+    conn.send(assign("j-long", 7, "shell", json!({"command": command})))
+        .await;
     assert_eq!(conn.recv().await, started("j-long", 7));
     let Request::Log(first) = conn.recv().await else {
         panic!("expected the first line");
@@ -149,7 +181,10 @@ async fn drain_reconnects_listing_running_jobs_whose_reports_follow_the_welcome(
         reason: "replica shutting down".into(),
     }))
     .await;
-    assert!(conn.next().await.is_none(), "the agent left the draining replica");
+    assert!(
+        conn.next().await.is_none(),
+        "the agent left the draining replica"
+    );
 
     let mut second = server.accept().await;
     let hello = second.hello().await;
@@ -161,9 +196,16 @@ async fn drain_reconnects_listing_running_jobs_whose_reports_follow_the_welcome(
     // The job ends while the agent waits for Welcome: its reports are queued.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     second.send(welcome(5, 30)).await;
-    assert_eq!(second.recv().await, credits(2), "the job is over: every slot is free");
     let (report, text) = finished(&mut second, 1).await;
     assert_eq!(text, "after\n");
-    assert!(report.succeeded && report.exit_code == Some(0), "{report:?}");
-    agent.stop().await;
+    assert!(
+        report.succeeded && report.exit_code == Some(0),
+        "{report:?}"
+    );
+    assert_eq!(
+        second.recv().await,
+        credits(2),
+        "then credits: the job is over, all slots free"
+    );
+    agent.stop(second).await;
 }
