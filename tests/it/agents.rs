@@ -1,6 +1,7 @@
 //! Agents end to end: real `switchyard agent` processes on the real `Connect` stream. A shell job
 //! enqueued over REST runs on an agent with its secret injected and masked in its stored log; a `kill -9`ed agent's job is
-//! requeued within lease + reaper interval and finishes on another agent; SIGTERM of a replica
+//! requeued within lease + reaper interval and finishes on another agent; a frozen agent's late
+//! reports change nothing and it stops its copy; SIGTERM of a replica
 //! moves its agent to the other replica with the job's lease intact.
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,16 @@ impl Agent {
             .spawn()
             .expect("spawn switchyard agent");
         Agent { child }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the agent process.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
     }
 
     /// SIGKILL: no goodbye, no report.
@@ -147,7 +158,10 @@ async fn a_shell_job_enqueued_over_rest_runs_on_a_real_agent() {
         .collect();
     assert!(text.contains("token is ***"), "{text:?}");
     assert!(text.contains("bye"), "stderr too: {text:?}");
-    assert!(!text.contains("s3cret-value-42"), "the secret leaked: {text:?}");
+    assert!(
+        !text.contains("s3cret-value-42"),
+        "the secret leaked: {text:?}"
+    );
 
     // A failing command fails the attempt with its exit status; its last attempt dead-letters.
     let bad = enqueue_shell(&s, json!({"command": "exit 7"}), 1).await;
@@ -205,6 +219,73 @@ async fn a_killed_agents_job_is_requeued_and_finishes_on_another_agent() {
     );
     assert_eq!(done["claimed_by"], "it-survivor", "{done}");
     assert_eq!(done["failures"][0]["attempt"], 1, "{done}");
+}
+
+#[tokio::test]
+async fn a_frozen_agents_late_reports_are_refused_and_it_stops_its_copy() {
+    let s = Server::start(Db::Postgres, &TIMINGS).await;
+    let key = agent_key(&s).await;
+    let shared = workdir();
+    let pidfile = shared.join("first-attempt.pid");
+    // The first attempt records its pid and runs long; the next one finds the file and succeeds.
+    let command = format!(
+        "if [ -e {p} ]; then echo second; exit 0; fi; echo $$ > {p}; sleep 60; echo first-finished",
+        p = pidfile.display()
+    );
+    let id = enqueue_shell(&s, json!({"command": command}), 3).await;
+    let frozen = Agent::start("it-frozen", &[&s], &key, &workdir());
+    wait_for(&s, &id, Duration::from_secs(15), |j| {
+        j["state"] == "RUNNING" && pidfile.exists()
+    })
+    .await;
+    frozen.signal("STOP");
+    let _other = Agent::start("it-thawed-out", &[&s], &key, &workdir());
+    let done = wait_for(&s, &id, Duration::from_secs(20), state_is("COMPLETED")).await;
+    assert_eq!(
+        (&done["attempt"], &done["claimed_by"]),
+        (&json!(2), &json!("it-thawed-out")),
+        "{done}"
+    );
+
+    frozen.signal("CONT");
+    // The thawed agent finds its lease gone and kills its copy: the first attempt's shell dies.
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::process::Command::new("kill")
+        .args(["-0", &pid])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stale copy (pid {pid}) still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Whatever it reported late changed nothing: the newer attempt's result stands, and no
+    // output of the stale copy was stored after its lease was lost.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = job(&s, &id).await;
+    assert_eq!(
+        (
+            &after["state"],
+            &after["attempt"],
+            &after["claimed_by"],
+            &after["exit_code"]
+        ),
+        (
+            &json!("COMPLETED"),
+            &json!(2),
+            &json!("it-thawed-out"),
+            &json!(0)
+        ),
+        "{after}"
+    );
+    let (_, logs, _) = send(s.client.get(s.url(&format!("/api/queue/jobs/{id}/logs")))).await;
+    let text = logs["data"].to_string();
+    assert!(text.contains("second"), "{logs}");
+    assert!(!text.contains("first-finished"), "{logs}");
 }
 
 #[tokio::test]
