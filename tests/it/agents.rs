@@ -40,6 +40,8 @@ impl Agent {
             .env("SWITCHYARD_WORKDIR", dir)
             .env("SWITCHYARD_SECRETS_FILE", dir.join("secrets.json"))
             .env("SWITCHYARD_SHUTDOWN_GRACE_SECONDS", "2")
+            // Jobs must not see the agent's environment (only PATH, HOME and a few more).
+            .env("AGENT_PRIVATE", "do-not-pass")
             .spawn()
             .expect("spawn switchyard agent");
         Agent { child }
@@ -130,10 +132,12 @@ async fn a_shell_job_enqueued_over_rest_runs_on_a_real_agent() {
     let dir = workdir();
     let _agent = Agent::start("it-agent-1", &[&s], &agent_key(&s).await, &dir);
 
-    // It runs in the agent's working directory, with the secret it names in its environment.
+    // It runs in the agent's working directory, with the secret it names in its environment and
+    // none of the agent's own variables.
     let ok = enqueue_shell(
         &s,
-        json!({"command": "test \"$DEPLOY_TOKEN\" = s3cret-value-42 && echo ran > marker \
+        json!({"command": "test -z \"$AGENT_PRIVATE$SWITCHYARD_TOKEN\" && test -n \"$PATH\" \
+                            && test \"$DEPLOY_TOKEN\" = s3cret-value-42 && echo ran > marker \
                             && echo \"token is $DEPLOY_TOKEN\" && echo bye >&2",
                "secrets": ["DEPLOY_TOKEN"]}),
         1,
@@ -251,12 +255,7 @@ async fn a_frozen_agents_late_reports_are_refused_and_it_stops_its_copy() {
     // The thawed agent finds its lease gone and kills its copy: the first attempt's shell dies.
     let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while std::process::Command::new("kill")
-        .args(["-0", &pid])
-        .status()
-        .unwrap()
-        .success()
-    {
+    while alive(&pid) {
         assert!(
             Instant::now() < deadline,
             "the stale copy (pid {pid}) still runs"
@@ -286,6 +285,46 @@ async fn a_frozen_agents_late_reports_are_refused_and_it_stops_its_copy() {
     let text = logs["data"].to_string();
     assert!(text.contains("second"), "{logs}");
     assert!(!text.contains("first-finished"), "{logs}");
+}
+
+#[tokio::test]
+async fn cancelling_a_running_job_stops_it_on_its_agent_at_once() {
+    // Default timings: a heartbeat every 10 s, so only the pushed `Cancel` can be this quick.
+    let s = Server::start(Db::Sqlite, &[]).await;
+    let dir = workdir();
+    let pidfile = dir.join("job.pid");
+    let command = format!("echo $$ > {}; sleep 60", pidfile.display());
+    let id = enqueue_shell(&s, json!({"command": command}), 1).await;
+    let _agent = Agent::start("it-cancel", &[&s], &agent_key(&s).await, &dir);
+    wait_for(&s, &id, Duration::from_secs(15), |j| {
+        j["state"] == "RUNNING" && pidfile.exists()
+    })
+    .await;
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    let (status, body, _) = send(s.client.delete(s.url(&format!("/api/queue/jobs/{id}")))).await;
+    assert_eq!(
+        (status, &body["data"]["state"]),
+        (200, &json!("CANCELLED")),
+        "{body}"
+    );
+    let cancelled = Instant::now();
+    while alive(&pid) {
+        assert!(
+            cancelled.elapsed() < Duration::from_secs(3),
+            "the job (pid {pid}) still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether process `pid` exists.
+fn alive(pid: &str) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", pid])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
 }
 
 #[tokio::test]

@@ -230,8 +230,9 @@ async fn next_tagged(rx: &mut broadcast::Receiver<Event>, tag: &str, what: &str)
     loop {
         match timeout_at(deadline, rx.recv()).await {
             Ok(Ok(event)) => {
-                let Event::PoolReady { pool } = &event;
-                if pool.starts_with(tag) {
+                if let Event::PoolReady { pool } = &event
+                    && pool.starts_with(tag)
+                {
                     return event;
                 }
             }

@@ -24,6 +24,11 @@ pub enum Event {
         /// The pool's name.
         pool: String,
     },
+    /// A job was cancelled: the agent holding it (on whichever replica) is told to stop it.
+    JobCancelled {
+        /// The job.
+        job: switchyard_types::JobId,
+    },
 }
 
 /// A publish/subscribe bus shared by all replicas.

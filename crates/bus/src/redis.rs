@@ -14,6 +14,7 @@
 //! | event                    | payload            |
 //! |--------------------------|--------------------|
 //! | `PoolReady { pool }`     | `pool_ready:<pool>` (the pool name verbatim, may contain `:`) |
+//! | `JobCancelled { job }`   | `job_cancelled:<job id>` |
 //!
 //! Receivers ignore (and log at debug) payloads they do not understand, so newer replicas may add
 //! kinds without breaking older ones.
@@ -53,6 +54,8 @@ pub const CAPACITY: usize = 1024;
 
 /// The payload prefix of [`Event::PoolReady`].
 const POOL_READY: &str = "pool_ready:";
+/// The payload prefix of [`Event::JobCancelled`].
+const JOB_CANCELLED: &str = "job_cancelled:";
 /// Reconnect back-off: first delay, maximum delay (milliseconds) and growth factor.
 const RECONNECT_MIN_MS: u32 = 100;
 /// See [`RECONNECT_MIN_MS`].
@@ -97,16 +100,19 @@ return {count, window - (now - index * window)}
 pub fn encode_event(event: &Event) -> String {
     match event {
         Event::PoolReady { pool } => format!("{POOL_READY}{pool}"),
+        Event::JobCancelled { job } => format!("{JOB_CANCELLED}{job}"),
     }
 }
 
 /// Decodes a channel payload; `None` for kinds this version does not know.
 pub fn decode_event(payload: &str) -> Option<Event> {
-    payload
-        .strip_prefix(POOL_READY)
-        .map(|pool| Event::PoolReady {
+    if let Some(pool) = payload.strip_prefix(POOL_READY) {
+        return Some(Event::PoolReady {
             pool: pool.to_owned(),
-        })
+        });
+    }
+    let job = payload.strip_prefix(JOB_CANCELLED)?.parse().ok()?;
+    Some(Event::JobCancelled { job })
 }
 
 /// A [`Bus`] on Redis publish/subscribe, spanning replicas.
@@ -649,6 +655,11 @@ mod tests {
             assert_eq!(payload, format!("pool_ready:{pool}"));
             assert_eq!(decode_event(&payload), Some(event));
         }
+        let job = switchyard_types::JobId::new();
+        let event = Event::JobCancelled { job };
+        let payload = encode_event(&event);
+        assert_eq!(payload, format!("job_cancelled:{job}"));
+        assert_eq!(decode_event(&payload), Some(event));
     }
 
     #[test]
@@ -657,6 +668,7 @@ mod tests {
             "",
             "pool_ready",
             "job_done:x",
+            "job_cancelled:not-a-uuid",
             "POOL_READY:x",
             "{\"pool\":\"x\"}",
         ] {

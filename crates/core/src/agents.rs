@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use switchyard_bus::Event;
 use switchyard_store::AgentStore;
 use switchyard_types::{
     Agent, AgentHello, AgentId, AgentStatus, Error, ErrorKind, Job, JobId, JobState, Labels,
@@ -341,8 +342,18 @@ impl Session {
     {
         let dispatcher = tokio::spawn(self.dispatcher());
         let silence = self.agents.config.heartbeat_interval * 3;
+        let mut events = self.agents.queue.events();
         let ended = loop {
             tokio::select! {
+                event = events.recv() => {
+                    let Ok(Event::JobCancelled { job }) = event else { continue };
+                    let attempt = self.held().get(&job).copied();
+                    if let Some(attempt) = attempt
+                        && let Err(e) = self.lose(job, attempt).await
+                    {
+                        break Err(e);
+                    }
+                }
                 next = tokio::time::timeout(silence, inbound.next()) => match next {
                     Err(_) => {
                         tracing::warn!(agent = %self.agent.name, "agent silent for three heartbeat intervals; closing its stream");

@@ -317,7 +317,7 @@ impl Queue {
                 tokio::select! {
                     event = wakeups.recv() => match event {
                         Ok(Event::PoolReady { pool }) if pool == claim.pool => break,
-                        Ok(Event::PoolReady { .. }) => {}
+                        Ok(Event::PoolReady { .. } | Event::JobCancelled { .. }) => {}
                         Err(RecvError::Lagged(_)) => break,
                         Err(RecvError::Closed) => {
                             tokio::time::sleep_until(recheck_at).await;
@@ -464,7 +464,19 @@ impl Queue {
 
     /// Cancels a non-terminal job.
     pub async fn cancel(&self, who: &Principal, id: JobId) -> Result<Job> {
-        self.store.cancel(&who.tenant, id).await
+        let job = self.store.cancel(&who.tenant, id).await?;
+        if job.claimed_by.is_some() {
+            // The agent holding it learns at once (else at its next heartbeat).
+            if let Err(e) = self.bus.publish(Event::JobCancelled { job: id }).await {
+                tracing::debug!(error = %e, job = %id, "cancel not announced; the agent's next heartbeat finds it");
+            }
+        }
+        Ok(job)
+    }
+
+    /// Every event of the bus from now on (wake-ups and cancellations).
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.bus.subscribe()
     }
 
     /// Changes a non-terminal job's priority.

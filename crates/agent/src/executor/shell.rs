@@ -2,8 +2,9 @@
 //!
 //! Payload: `{"command": "…", "env": {…}, "workdir": "…", "timeout_seconds": N,
 //! "secrets": ["NAME", …]}` (`cmd` is accepted for `command`). Named secrets become environment
-//! variables of the same names; variables `SWITCHYARD_*` of the agent itself (its credentials
-//! among them) are not passed on, and `SWITCHYARD_JOB_ID` / `SWITCHYARD_JOB_ATTEMPT` are set.
+//! variables of the same names. Of the agent's own environment only `PATH`, `HOME`, `USER`,
+//! `LOGNAME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR`, `SHELL` and `TERM` are passed on (never its
+//! credentials), and `SWITCHYARD_JOB_ID` / `SWITCHYARD_JOB_ATTEMPT` are set.
 //!
 //! Stdout and stderr share one pipe, so their output interleaves in the order it was written.
 //! On timeout or cancellation the whole group gets `SIGTERM`, then `SIGKILL` after
@@ -38,6 +39,12 @@ const DRAIN_FOR: Duration = Duration::from_secs(1);
 const READ_SIZE: usize = 16 * 1024;
 
 /// The payload of `shell`.
+
+/// The agent's environment variables a job inherits; everything else is withheld.
+const INHERITED: [&str; 10] = [
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL", "TERM",
+];
+
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 struct ShellPayload {
@@ -70,25 +77,27 @@ pub(super) async fn run(
     if payload.command.trim().is_empty() {
         return Outcome::failure("invalid shell payload: `command` is missing or empty");
     }
+    let workdir = match &payload.workdir {
+        Some(dir) => executors.workdir.join(dir),
+        None => executors.workdir.clone(),
+    };
     let mut command = Command::new("/bin/sh");
-    command.arg("-c").arg(&payload.command);
+    // A job sees only a few harmless variables of the agent's environment, never the agent's
+    // (or, for the built-in agent of `switchyard dev`, the server's) settings and credentials.
+    command.arg("-c").arg(&payload.command).env_clear();
+    for name in INHERITED {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command.envs(&payload.env);
     for name in &payload.secrets {
         match executors.secrets.get(name) {
             Some(value) => command.env(name, value),
             None => return Outcome::failure(format!("unknown secret {name}")),
         };
     }
-    let workdir = match &payload.workdir {
-        Some(dir) => executors.workdir.join(dir),
-        None => executors.workdir.clone(),
-    };
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SWITCHYARD_") {
-            command.env_remove(name);
-        }
-    }
     command
-        .envs(&payload.env)
         .env("SWITCHYARD_JOB_ID", &job.id)
         .env("SWITCHYARD_JOB_ATTEMPT", job.attempt.to_string())
         .current_dir(&workdir)
