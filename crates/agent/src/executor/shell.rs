@@ -38,13 +38,12 @@ const DRAIN_FOR: Duration = Duration::from_secs(1);
 /// Bytes read from the pipe at once.
 const READ_SIZE: usize = 16 * 1024;
 
-/// The payload of `shell`.
-
 /// The agent's environment variables a job inherits; everything else is withheld.
 const INHERITED: [&str; 10] = [
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL", "TERM",
 ];
 
+/// The payload of `shell`.
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 struct ShellPayload {

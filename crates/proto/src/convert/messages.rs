@@ -222,6 +222,17 @@ impl From<pb::RequeueExpiredResponse> for ReapReport {
     }
 }
 
+impl From<LogChunk> for pb::JobLogChunk {
+    fn from(c: LogChunk) -> Self {
+        pb::JobLogChunk {
+            attempt: c.attempt,
+            seq: c.seq,
+            data: c.data,
+            at: Some(timestamp(c.at)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,16 +400,5 @@ mod tests {
             ReapReport::from(pb::RequeueExpiredResponse::from(report)),
             report
         );
-    }
-}
-
-impl From<LogChunk> for pb::JobLogChunk {
-    fn from(c: LogChunk) -> Self {
-        pb::JobLogChunk {
-            attempt: c.attempt,
-            seq: c.seq,
-            data: c.data,
-            at: Some(timestamp(c.at)),
-        }
     }
 }
