@@ -4,6 +4,7 @@
 
 mod agent;
 mod bench;
+mod bench_agents;
 mod bench_auth;
 mod cli;
 mod config;
@@ -65,6 +66,9 @@ enum BenchCommand {
     /// The cost of authentication per request: REST and gRPC with and without credentials
     /// to check, and the auth step alone.
     Auth(bench_auth::AuthBenchArgs),
+    /// The agents' stream: enqueue -> Assign latency, end-to-end jobs/s through simulated
+    /// agents, and the memory and CPU of idle streams.
+    Agents(bench_agents::AgentsBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -167,6 +171,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Agent(args) => Ok(agent::run(args).await?),
         Command::Bench(BenchCommand::Queue(args)) => Ok(bench::run(args).await?),
         Command::Bench(BenchCommand::Auth(args)) => Ok(bench_auth::run(args).await?),
+        Command::Bench(BenchCommand::Agents(args)) => Ok(bench_agents::run(args).await?),
         Command::Login(args) => Ok(cli::login(args).await?),
         Command::Logout(args) => Ok(cli::logout(args).await?),
         Command::Admin(args) => Ok(cli::admin(args).await?),
