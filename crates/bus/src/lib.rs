@@ -24,6 +24,9 @@ pub enum Event {
         /// The pool's name.
         pool: String,
     },
+    /// The reaper put jobs whose lease expired back in the queue (of any pool): every waiting
+    /// claimer looks again.
+    Requeued,
     /// A job was cancelled: the agent holding it (on whichever replica) is told to stop it.
     JobCancelled {
         /// The job.

@@ -14,6 +14,7 @@
 //! | event                    | payload            |
 //! |--------------------------|--------------------|
 //! | `PoolReady { pool }`     | `pool_ready:<pool>` (the pool name verbatim, may contain `:`) |
+//! | `Requeued`               | `requeued:` |
 //! | `JobCancelled { job }`   | `job_cancelled:<job id>` |
 //!
 //! Receivers ignore (and log at debug) payloads they do not understand, so newer replicas may add
@@ -54,6 +55,8 @@ pub const CAPACITY: usize = 1024;
 
 /// The payload prefix of [`Event::PoolReady`].
 const POOL_READY: &str = "pool_ready:";
+/// The payload of [`Event::Requeued`].
+const REQUEUED: &str = "requeued:";
 /// The payload prefix of [`Event::JobCancelled`].
 const JOB_CANCELLED: &str = "job_cancelled:";
 /// Reconnect back-off: first delay, maximum delay (milliseconds) and growth factor.
@@ -100,6 +103,7 @@ return {count, window - (now - index * window)}
 pub fn encode_event(event: &Event) -> String {
     match event {
         Event::PoolReady { pool } => format!("{POOL_READY}{pool}"),
+        Event::Requeued => REQUEUED.to_owned(),
         Event::JobCancelled { job } => format!("{JOB_CANCELLED}{job}"),
     }
 }
@@ -110,6 +114,9 @@ pub fn decode_event(payload: &str) -> Option<Event> {
         return Some(Event::PoolReady {
             pool: pool.to_owned(),
         });
+    }
+    if payload == REQUEUED {
+        return Some(Event::Requeued);
     }
     let job = payload.strip_prefix(JOB_CANCELLED)?.parse().ok()?;
     Some(Event::JobCancelled { job })
@@ -655,6 +662,10 @@ mod tests {
             assert_eq!(payload, format!("pool_ready:{pool}"));
             assert_eq!(decode_event(&payload), Some(event));
         }
+        assert_eq!(
+            decode_event(&encode_event(&Event::Requeued)),
+            Some(Event::Requeued)
+        );
         let job = switchyard_types::JobId::new();
         let event = Event::JobCancelled { job };
         let payload = encode_event(&event);

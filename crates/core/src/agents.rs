@@ -31,6 +31,9 @@ pub struct AgentsConfig {
     pub hello_timeout: Duration,
     /// How long one claim waits for work before it looks again (30 s).
     pub claim_wait: Duration,
+    /// How often an idle stream's claim re-checks the store without a wake-up (5 s): the bus
+    /// announces new work; the re-check catches delayed jobs, retries and reaped leases.
+    pub idle_recheck: Duration,
 }
 
 impl Default for AgentsConfig {
@@ -40,6 +43,7 @@ impl Default for AgentsConfig {
             lease: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
             claim_wait: Duration::from_secs(30),
+            idle_recheck: Duration::from_secs(5),
         }
     }
 }
@@ -476,6 +480,7 @@ impl Session {
             max_jobs: None,
             lease_seconds: Some(self.agents.config.lease.as_secs()),
             wait: self.agents.config.claim_wait,
+            recheck: Some(self.agents.config.idle_recheck),
         };
         let (held, credits, more, stop, out) = (
             self.held.clone(),

@@ -108,6 +108,10 @@ pub struct ClaimJobs {
     pub lease_seconds: Option<u64>,
     /// How long to wait for work when none is due (capped by `max_wait`); 0 answers at once.
     pub wait: Duration,
+    /// How often the wait re-checks the store without a wake-up (jittered by up to a fifth;
+    /// a fifth of it while the bus is down); default the queue's `recheck_interval`. Many
+    /// waiting claimers (agent streams) use a longer one so that idle ones cost little.
+    pub recheck: Option<Duration>,
 }
 
 /// A list request, as a client sent it.
@@ -291,6 +295,7 @@ impl Queue {
             );
         }
         v.finish()?;
+        let claim_recheck = req.recheck;
         let claim = ClaimRequest {
             agent_id: req.agent_id,
             pool: req.pool,
@@ -307,16 +312,18 @@ impl Queue {
             if !jobs.is_empty() || Instant::now() >= deadline || stopped {
                 return Ok(jobs);
             }
-            let interval = if self.bus.is_connected() {
-                self.config.recheck_interval
-            } else {
-                self.config.fallback_poll_interval
+            let interval = match (claim_recheck, self.bus.is_connected()) {
+                (None, true) => self.config.recheck_interval,
+                (None, false) => self.config.fallback_poll_interval,
+                (Some(every), true) => every.mul_f64(1.0 + rand::rng().random::<f64>() / 5.0),
+                (Some(every), false) => every / 5,
             };
             let recheck_at = deadline.min(Instant::now() + interval);
             loop {
                 tokio::select! {
                     event = wakeups.recv() => match event {
                         Ok(Event::PoolReady { pool }) if pool == claim.pool => break,
+                        Ok(Event::Requeued) => break,
                         Ok(Event::PoolReady { .. } | Event::JobCancelled { .. }) => {}
                         Err(RecvError::Lagged(_)) => break,
                         Err(RecvError::Closed) => {
@@ -593,6 +600,11 @@ impl Queue {
             total.requeued += pass.requeued;
             total.dead_lettered += pass.dead_lettered;
             if pass.requeued + pass.dead_lettered < u64::from(self.config.reaper_batch) {
+                if total.requeued > 0
+                    && let Err(e) = self.bus.publish(Event::Requeued).await
+                {
+                    tracing::debug!(error = %e, "reaped jobs not announced; claimers find them on their next re-check");
+                }
                 return Ok(total);
             }
         }
