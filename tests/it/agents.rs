@@ -1,8 +1,13 @@
-//! Agents end to end: real `switchyard agent` processes on the real `Connect` stream. A shell job
-//! enqueued over REST runs on an agent with its secret injected and masked in its stored log; a `kill -9`ed agent's job is
-//! requeued within lease + reaper interval and finishes on another agent; a frozen agent's late
-//! reports change nothing and it stops its copy; SIGTERM of a replica
-//! moves its agent to the other replica with the job's lease intact.
+//! Agents end to end: real `switchyard agent` processes on the real `Connect` stream.
+//!
+//! - A shell job enqueued over REST runs on an agent, with its secret injected and masked in its
+//!   stored log.
+//! - A `kill -9`ed agent's job is requeued within lease + reaper interval and finishes on another
+//!   agent.
+//! - A frozen agent's late reports change nothing, and it stops its copy.
+//! - A cancel stops the running job at once.
+//! - SIGTERM of a replica moves its agent to the other replica with the job's lease intact.
+//! - With Redis down jobs still run, and pushes resume when it is back.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -384,4 +389,49 @@ async fn wait_for_agent(s: &Server, name: &str) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn with_redis_down_dispatch_goes_on_and_push_resumes_when_it_is_back() {
+    let mut redis =
+        switchyard_testkit::TempRedis::new().expect("redis-server is installed (scripts/services)");
+    redis.start().await;
+    let url = redis.url();
+    let mut env = vec![("REDIS_URL", url.as_str())];
+    env.extend(TIMINGS);
+    let s = Server::start(Db::Postgres, &env).await;
+    s.wait_ready().await;
+    let _agent = Agent::start("it-redis", &[&s], &agent_key(&s).await, &workdir());
+    wait_for_agent(&s, "it-redis").await;
+    let run = |what: &'static str| {
+        let s = &s;
+        async move {
+            let id = enqueue_shell(s, json!({"command": format!("echo {what}")}), 1).await;
+            let started = Instant::now();
+            wait_for(s, &id, Duration::from_secs(10), state_is("COMPLETED")).await;
+            started.elapsed()
+        }
+    };
+    let pushed = run("pushed").await;
+    assert!(pushed < Duration::from_secs(1), "pushed in {pushed:?}");
+
+    // Redis gone: the enqueue is still accepted and the job still runs, found by the stream's
+    // re-check (every 5 s, jittered by up to a fifth) instead of a push.
+    redis.kill();
+    let (status, _, _) = send(s.client.get(s.url("/api/ready"))).await;
+    assert_eq!(status, 503, "not ready without Redis");
+    let polled = run("polled").await;
+    assert!(
+        polled < Duration::from_secs(8),
+        "ran in {polled:?} with Redis down"
+    );
+
+    // Redis back: wake-ups push again.
+    redis.start().await;
+    s.wait_ready().await;
+    let again = run("pushed again").await;
+    assert!(
+        again < Duration::from_secs(1),
+        "pushed in {again:?} after Redis came back"
+    );
 }

@@ -1,7 +1,11 @@
 //! Test kit for Switchyard's own tests: real services, isolated per test. Every test gets its
 //! own PostgreSQL database (created from `DATABASE_URL`, default the local server) and its own
 //! Redis key prefix, so the whole suite runs in parallel against one server of each.
+//! [`TempRedis`] is a private `redis-server` for tests that stop and restart Redis.
 
+mod redis;
+
+pub use redis::TempRedis;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
