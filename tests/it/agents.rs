@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Db, Server, binary, send};
+use crate::support::{Db, Server, binary, client_with, send};
 
 /// Short stream timings, so lease expiries happen within a test.
 const TIMINGS: [(&str, &str); 2] = [
@@ -192,6 +192,19 @@ async fn a_shell_job_enqueued_over_rest_runs_on_a_real_agent() {
         (200, &json!(4)),
         "{one}"
     );
+
+    // Another tenant sees neither the agent nor the job's log.
+    crate::auth::create_tenant(&s, "acme").await;
+    let acme = client_with(&crate::auth::user_token(&s, "acme", "ops@acme.test", "admin").await);
+    for path in [
+        format!("/api/agents/{id}"),
+        format!("/api/queue/jobs/{ok}/logs"),
+    ] {
+        let (status, body, _) = send(acme.get(s.url(&path))).await;
+        assert_eq!(status, 404, "{path} from another tenant: {body}");
+    }
+    let (status, body, _) = send(acme.get(s.url("/api/agents"))).await;
+    assert_eq!((status, &body["data"]), (200, &json!([])), "{body}");
 }
 
 #[tokio::test]

@@ -117,7 +117,7 @@ async fn create_key(
 }
 
 /// Creates tenant `id` as the platform administrator.
-async fn create_tenant(s: &Server, id: &str) {
+pub(crate) async fn create_tenant(s: &Server, id: &str) {
     let r = call(
         s.client
             .post(s.url("/api/admin/tenants"))
@@ -129,7 +129,7 @@ async fn create_tenant(s: &Server, id: &str) {
 
 /// Creates a user with `role` in `tenant` as the platform administrator, logs in as it and
 /// returns its access token.
-async fn user_token(s: &Server, tenant: &str, email: &str, role: &str) -> String {
+pub(crate) async fn user_token(s: &Server, tenant: &str, email: &str, role: &str) -> String {
     let r = call(s.client.post(s.url("/api/admin/users")).json(&json!({
         "email": email, "password": USER_PASSWORD, "role": role, "tenant": tenant
     })))
