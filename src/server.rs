@@ -75,6 +75,16 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     };
     let queue = Queue::new(stores.queue, bus, QueueConfig::default());
     let agents = Agents::new(queue.clone(), stores.agents, plan.agents.clone());
+    // One lease plus the agents' longest reconnect pause: every live agent is back before it ends.
+    let grace = plan.agents.lease + switchyard_agent::RECONNECT_BACKOFF_MAX;
+    let renewed = queue.grant_restart_grace(grace).await?;
+    if renewed > 0 {
+        tracing::info!(
+            renewed,
+            grace_seconds = grace.as_secs(),
+            "restart grace: leases that expired while the control plane was down renewed"
+        );
+    }
     let auth = identity::wire(&plan.auth, stores.identity, counters).await?;
     let cors = plan
         .auth

@@ -7,6 +7,8 @@
 //! - A frozen agent's late reports change nothing, and it stops its copy.
 //! - A cancel stops the running job at once.
 //! - SIGTERM of a replica moves its agent to the other replica with the job's lease intact.
+//! - A job that ended while the whole control plane was down for longer than its lease is not
+//!   run again: restart grace keeps the lease for the agent's late report.
 //! - With Redis down jobs still run, and pushes resume when it is back.
 
 use std::path::{Path, PathBuf};
@@ -343,6 +345,44 @@ fn alive(pid: &str) -> bool {
         .status()
         .unwrap()
         .success()
+}
+
+#[tokio::test]
+async fn a_job_that_ended_while_the_control_plane_was_down_is_not_run_again() {
+    let url = Db::Postgres.fresh_url().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut env = vec![("SWITCHYARD_GRPC_ADDR", addr.as_str())];
+    env.extend(TIMINGS);
+    let before = Server::start_on(&url, &env).await;
+    let _agent = Agent::start(
+        "it-patient",
+        &[&before],
+        &agent_key(&before).await,
+        &workdir(),
+    );
+    let id = enqueue_shell(&before, json!({"command": "sleep 2"}), 3).await;
+    wait_for(&before, &id, Duration::from_secs(10), state_is("RUNNING")).await;
+
+    // The whole control plane is down for longer than the lease (5 s), while the job ends (in
+    // time: the agent self-fences only after 2/3 of the lease)...
+    before.kill9();
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    // ...and comes back on the same address. Restart grace renewed the expired lease, so the
+    // agent's late report is still the current attempt's: no second run.
+    let after = Server::start_on(&url, &env).await;
+    let done = wait_for(&after, &id, Duration::from_secs(20), |j| {
+        j["state"] == "COMPLETED" || j["state"] == "DEAD_LETTERED"
+    })
+    .await;
+    assert_eq!(
+        (&done["state"], &done["attempt"]),
+        (&json!("COMPLETED"), &json!(1)),
+        "the restart cost the finished job its lease: {done}"
+    );
 }
 
 #[tokio::test]

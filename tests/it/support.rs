@@ -133,20 +133,19 @@ impl Server {
     }
 
     async fn start_serve(url: &str, extra: &[(&str, &str)], stderr: Stdio) -> Server {
+        // An ephemeral gRPC port, unless the test names one (a restart on the same address).
+        let grpc = extra
+            .iter()
+            .find(|(name, _)| *name == "SWITCHYARD_GRPC_ADDR")
+            .map_or("127.0.0.1:0", |(_, addr)| *addr);
         let mut cmd = binary();
-        cmd.args([
-            "serve",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--grpc-addr",
-            "127.0.0.1:0",
-        ])
-        .env("DATABASE_URL", url)
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("SWITCHYARD_ADMIN_EMAIL", ADMIN_EMAIL)
-        .env("SWITCHYARD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .envs(extra.iter().copied())
-        .stderr(stderr);
+        cmd.args(["serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", grpc])
+            .env("DATABASE_URL", url)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("SWITCHYARD_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("SWITCHYARD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(extra.iter().copied())
+            .stderr(stderr);
         let (mut child, mut stdout) = spawn(cmd);
         let Some((http, grpc)) = listening(&mut stdout).await else {
             let _ = child.kill();

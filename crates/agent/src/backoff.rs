@@ -8,8 +8,8 @@ use rand::Rng;
 
 /// The ceiling of the first delay.
 const START: Duration = Duration::from_millis(200);
-/// The largest ceiling.
-const CAP: Duration = Duration::from_secs(10);
+/// The largest ceiling: no agent waits longer than this between reconnect attempts.
+pub const CAP: Duration = Duration::from_secs(10);
 
 /// Delays between failed connection attempts.
 #[derive(Debug, Default)]

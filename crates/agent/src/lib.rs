@@ -28,6 +28,7 @@ mod secrets;
 mod session;
 mod wait;
 
+pub use backoff::CAP as RECONNECT_BACKOFF_MAX;
 pub use config::{AgentConfig, AgentError};
 use tokio_util::sync::CancellationToken;
 

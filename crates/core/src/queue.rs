@@ -610,6 +610,13 @@ impl Queue {
         }
     }
 
+    /// Restart grace, run once as a replica starts: leases that expired while the control
+    /// plane was down are renewed for `grace`, so their agents can reconnect and renew before
+    /// the reaper takes the jobs. Returns how many were renewed.
+    pub async fn grant_restart_grace(&self, grace: Duration) -> Result<u64> {
+        self.store.grant_restart_grace(grace).await
+    }
+
     /// Runs the reaper every `reaper_interval` until `shutdown` fires. Every replica runs one;
     /// the store makes concurrent passes safe.
     pub async fn run_reaper(&self, shutdown: CancellationToken) {

@@ -24,7 +24,8 @@ macro_rules! store_conformance_suite {
             reaper_requeues_then_dead_letters_poison_jobs, tenants_are_isolated,
             list_filters_and_pages, stats_count_states_and_windows, ping_and_migrations,
             concurrency_keys_limit_running_jobs, tenant_limits_cap_running_jobs,
-            logs_are_stored_once_in_order_capped_and_tenant_scoped);
+            logs_are_stored_once_in_order_capped_and_tenant_scoped,
+            restart_grace_renews_expired_leases_only);
     };
     (@each $make:path, $($check:ident),+ $(,)?) => {
         $(
@@ -921,4 +922,33 @@ pub async fn logs_are_stored_once_in_order_capped_and_tenant_scoped(store: &dyn 
         .await
         .unwrap();
     assert!(stored.is_empty(), "nothing stored past the cap");
+}
+
+/// Restart grace renews leases that already expired (and nothing else), so the reaper leaves
+/// them alone until the grace ends; the holder can then renew as usual.
+pub async fn restart_grace_renews_expired_leases_only(store: &dyn QueueStore) {
+    let expired = one(store, new_job("t1", "build", Priority::Normal)).await;
+    let t = &expired.tenant;
+    let mut short = claim_req("build", 1);
+    short.lease = Duration::from_millis(1);
+    let expired = store.claim(None, &short).await.unwrap().remove(0);
+    // A live lease, which the grace must not touch.
+    one(store, new_job("t1", "build", Priority::Normal)).await;
+    claim_one(store, "build").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let renewed = store
+        .grant_restart_grace(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(renewed, 1, "only the expired lease");
+    let reaped = store.reap_expired(100, Duration::ZERO).await.unwrap();
+    assert_eq!((reaped.requeued, reaped.dead_lettered), (0, 0));
+    let kept = store.get(t, expired.id).await.unwrap();
+    assert_eq!((kept.state, kept.attempt), (JobState::Claimed, 1));
+    // Its holder renews it as usual.
+    store
+        .extend_lease(t, expired.id, 1, Duration::from_secs(30))
+        .await
+        .unwrap();
 }

@@ -124,6 +124,12 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Safe when several replicas run it at once: each expiry is handled exactly once.
     async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<ReapReport>;
 
+    /// Restart grace: every lease, of any tenant, that has already expired in `CLAIMED` or
+    /// `RUNNING` is renewed to `now() + grace`, so agents that kept running while the control
+    /// plane was down can reconnect and renew before the reaper takes their jobs. Returns how
+    /// many leases were renewed.
+    async fn grant_restart_grace(&self, grace: Duration) -> Result<u64>;
+
     /// Caps how many of the tenant's jobs may be claimed or running at once (`None`: no cap).
     /// The claim enforces it atomically, across replicas.
     async fn set_tenant_limit(&self, tenant: &TenantId, max_running: Option<u32>) -> Result<()>;

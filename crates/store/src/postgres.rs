@@ -618,6 +618,18 @@ impl QueueStore for PgStore {
         Ok(reap_report(&states))
     }
 
+    async fn grant_restart_grace(&self, grace: Duration) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = now() + $1 * interval '1 millisecond'
+             WHERE state IN (1, 2) AND lease_expires_at < now()",
+        )
+        .bind(millis(grace))
+        .execute(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(done.rows_affected())
+    }
+
     async fn set_tenant_limit(&self, tenant: &TenantId, max_running: Option<u32>) -> Result<()> {
         let q = match max_running {
             Some(n) => sqlx::query(
