@@ -197,8 +197,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         samples.push(returned.duration_since(sent));
     }
     samples.sort();
-    let pct =
-        |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
+    let pct = |p: f64| crate::bench::percentile(&samples, p);
     println!(
         "wake-up latency (enqueue -> claim returns), {} samples: p50 {:.2} ms, p99 {:.2} ms",
         samples.len(),
@@ -209,6 +208,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
+/// The `p` quantile (0-1) of sorted, non-empty `samples` (nearest rank).
+pub(crate) fn percentile(samples: &[Duration], p: f64) -> Duration {
+    samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1]
+}
+
+/// A duration in milliseconds, for printing.
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

@@ -224,13 +224,12 @@ pub async fn run(args: AgentsBenchArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     samples.sort_unstable();
-    let pct =
-        |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
+    let pct = |p: f64| crate::bench::percentile(&samples, p);
     println!(
         "enqueue -> Assign, same replica, {} samples: p50 {:.2} ms, p99 {:.2} ms",
         samples.len(),
-        ms(pct(0.50)),
-        ms(pct(0.99))
+        crate::bench::ms(pct(0.50)),
+        crate::bench::ms(pct(0.99))
     );
 
     // 2. End-to-end throughput: jobs enqueued up front, then pushed through the agents.
@@ -323,8 +322,4 @@ pub async fn run(args: AgentsBenchArgs) -> anyhow::Result<()> {
     );
     stop.cancel();
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

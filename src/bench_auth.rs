@@ -101,8 +101,7 @@ where
         samples.push(started.elapsed());
     }
     samples.sort();
-    let pct =
-        |p: f64| samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1];
+    let pct = |p: f64| crate::bench::percentile(&samples, p);
     Ok((pct(0.50), pct(0.99)))
 }
 

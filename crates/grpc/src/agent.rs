@@ -142,9 +142,8 @@ impl AgentService for AgentGrpc {
                 tokio::select! {
                     biased;
                     Some(message) = rx.recv() => {
-                        if wire_tx.send(Ok(to_pb(message))).await.is_err() {
-                            // The agent is gone; `serve` sees its inbound side end.
-                        }
+                        // If the agent is gone, `serve` sees its inbound side end.
+                        let _ = wire_tx.send(Ok(to_pb(message))).await;
                     }
                     ended = &mut serve => break ended,
                 }

@@ -282,9 +282,20 @@ async fn a_tenant_admin_cannot_reap_another_tenants_jobs() {
         "{}",
         r.body
     );
-    // Nothing to poll: the lease simply runs out (the server's own reaper then takes it
-    // within 5 s, so the call below comes right after the expiry).
-    tokio::time::sleep(std::time::Duration::from_millis(5_300)).await;
+    // Wait until the lease has run out (the server's own reaper then takes it within 5 s, so
+    // the call below comes right after the expiry).
+    let expires: chrono::DateTime<chrono::Utc> = r.body["data"][0]["lease_expires_at"]
+        .as_str()
+        .and_then(|at| at.parse().ok())
+        .expect("a lease expiry");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while chrono::Utc::now() <= expires {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never ran out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     let r = call(acme.post(s.url("/api/queue/maintenance/requeue-expired"))).await;
     let own_tenant_only =
