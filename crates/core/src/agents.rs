@@ -229,6 +229,7 @@ impl Session {
         let agent = agents
             .store
             .connect_agent(&AgentHello {
+                id: None,
                 tenant: who.tenant.clone(),
                 name: hello.name.clone(),
                 pool: hello.pool.clone(),

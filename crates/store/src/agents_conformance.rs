@@ -32,6 +32,7 @@ macro_rules! agents_conformance_suite {
 /// A `Hello` of agent `name` in tenant `default`, pool `build`, on a new stream.
 pub fn hello(name: &str) -> AgentHello {
     AgentHello {
+        id: None,
         tenant: tenant("default"),
         name: name.to_owned(),
         pool: "build".to_owned(),

@@ -66,6 +66,9 @@ pub struct Agent {
 pub struct AgentHello {
     /// The tenant it authenticated as.
     pub tenant: TenantId,
+    /// The enrolled agent its client certificate names: then `pool` must be its enrolled pool
+    /// and `name` is ignored. `None` for an agent authenticated by token, registered by name.
+    pub id: Option<AgentId>,
     /// Its name.
     pub name: String,
     /// Its pool.
@@ -79,4 +82,147 @@ pub struct AgentHello {
     /// This stream's id: the registry remembers the newest stream of each agent, so an older
     /// stream (a half-open connection, or one on another replica) learns it was replaced.
     pub session: Uuid,
+}
+
+/// The identity in an agent's client certificate, its URI SAN:
+/// `spiffe://switchyard/tenant/<tenant>/pool/<pool>/agent/<agent id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SpiffeId {
+    /// The tenant the agent belongs to.
+    pub tenant: TenantId,
+    /// The pool it was enrolled in.
+    pub pool: String,
+    /// Its registry id.
+    pub agent: AgentId,
+}
+
+impl SpiffeId {
+    /// The trust domain of every Switchyard identity.
+    pub const PREFIX: &'static str = "spiffe://switchyard/";
+}
+
+impl fmt::Display for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}tenant/{}/pool/{}/agent/{}",
+            Self::PREFIX,
+            self.tenant,
+            self.pool,
+            self.agent.hyphenated()
+        )
+    }
+}
+
+impl FromStr for SpiffeId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::invalid("spiffe_id", "is not a Switchyard agent identity");
+        let rest = s.strip_prefix(Self::PREFIX).ok_or_else(bad)?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let ["tenant", tenant, "pool", pool, "agent", agent] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let pool_ok = !pool.is_empty()
+            && pool.len() <= 64
+            && pool
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !pool_ok {
+            return Err(bad());
+        }
+        Ok(SpiffeId {
+            tenant: TenantId::parse(tenant).map_err(|_| bad())?,
+            pool: (*pool).to_owned(),
+            agent: Uuid::try_parse(agent).map_err(|_| bad())?,
+        })
+    }
+}
+
+/// A registration token's id, embedded in the token (`syt_<id>_<secret>`).
+pub type RegistrationTokenId = Uuid;
+
+/// A one-time, expiring registration token (DESIGN §3.5): exchanged once, through `Enroll`, for
+/// an agent's client certificate in its tenant and pool. Only its secret's digest is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationToken {
+    /// Its id.
+    pub id: RegistrationTokenId,
+    /// The tenant the enrolled agent joins.
+    pub tenant: TenantId,
+    /// The pool the enrolled agent joins.
+    pub pool: String,
+    /// Who created it (a principal subject).
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working (unused).
+    pub expires_at: DateTime<Utc>,
+    /// When it was exchanged, if it was.
+    pub used_at: Option<DateTime<Utc>>,
+    /// The agent it enrolled, if it was exchanged.
+    pub agent_id: Option<AgentId>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A registration token to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRegistrationToken {
+    /// Its id.
+    pub id: RegistrationTokenId,
+    /// The tenant the enrolled agent joins.
+    pub tenant: TenantId,
+    /// The pool the enrolled agent joins.
+    pub pool: String,
+    /// SHA-256 of the token's secret part.
+    pub digest: [u8; 32],
+    /// Who creates it.
+    pub created_by: String,
+    /// How long it stays valid, from now by the database clock.
+    pub ttl: std::time::Duration,
+}
+
+/// An agent enrolling with a registration token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    /// The token's id.
+    pub token: RegistrationTokenId,
+    /// SHA-256 of the token's secret part, as presented.
+    pub digest: [u8; 32],
+    /// The agent's name, unique in the tenant.
+    pub name: String,
+    /// Its labels.
+    pub labels: Labels,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spiffe_ids_round_trip_and_reject_anything_else() {
+        let id = SpiffeId {
+            tenant: TenantId::parse("acme").unwrap(),
+            pool: "build.x86_64".to_owned(),
+            agent: Uuid::nil(),
+        };
+        let text = id.to_string();
+        assert_eq!(
+            text,
+            "spiffe://switchyard/tenant/acme/pool/build.x86_64/agent/00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(text.parse::<SpiffeId>().unwrap(), id);
+        for bad in [
+            "spiffe://other/tenant/acme/pool/p/agent/00000000-0000-0000-0000-000000000000",
+            "spiffe://switchyard/tenant/acme/pool/p/agent/not-a-uuid",
+            "spiffe://switchyard/tenant/ACME/pool/p/agent/00000000-0000-0000-0000-000000000000",
+            "spiffe://switchyard/tenant/acme/pool/a b/agent/00000000-0000-0000-0000-000000000000",
+            "spiffe://switchyard/tenant/acme/pool/p/agent/00000000-0000-0000-0000-000000000000/x",
+            "spiffe://switchyard/tenant/acme/pool//agent/00000000-0000-0000-0000-000000000000",
+        ] {
+            assert!(bad.parse::<SpiffeId>().is_err(), "{bad}");
+        }
+    }
 }

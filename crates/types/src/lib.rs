@@ -10,7 +10,10 @@ mod principal;
 // After `job`, whose `upper_enum!` it uses.
 mod agent;
 
-pub use agent::{Agent, AgentHello, AgentId, AgentStatus};
+pub use agent::{
+    Agent, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken, RegistrationToken,
+    RegistrationTokenId, SpiffeId,
+};
 pub use error::{Error, ErrorKind, FieldViolation, Result};
 pub use identity::{
     ApiKey, ApiKeyCredentials, ApiKeyId, NewApiKey, NewRefreshToken, NewUser, Role, Rotation,
