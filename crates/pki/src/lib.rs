@@ -264,9 +264,12 @@ fn first_cert(pem: &str) -> Result<CertificateDer<'static>, PkiError> {
 pub fn agent_identity(cert_der: &[u8]) -> Option<SpiffeId> {
     let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
-    san.value.general_names.iter().find_map(|name| match name {
-        GeneralName::URI(uri) => uri.parse().ok(),
-        _ => None,
+    san.value.general_names.iter().find_map(|name| {
+        if let GeneralName::URI(uri) = name {
+            uri.parse().ok()
+        } else {
+            None
+        }
     })
 }
 

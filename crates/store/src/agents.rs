@@ -1,20 +1,30 @@
 //! The agent registry (DESIGN §3.5): who is connected, to which pool, with what capacity, and
-//! which of an agent's streams is its newest. Every operation is scoped by tenant.
+//! which of an agent's streams is its newest; and the one-time registration tokens an agent
+//! exchanges for its enrollment. Every operation is scoped by tenant, except the enrollment,
+//! whose token tells the tenant.
 
 use async_trait::async_trait;
-use switchyard_types::{Agent, AgentHello, AgentId, AgentStatus, Result, TenantId};
+use switchyard_types::{
+    Agent, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken, RegistrationToken,
+    RegistrationTokenId, Result, TenantId,
+};
 use uuid::Uuid;
 
 /// Storage of the agent registry.
 #[async_trait]
 pub trait AgentStore: Send + Sync + 'static {
-    /// Registers an agent on a new stream, or re-registers it by name (keeping its id):
-    /// `HEALTHY`, heartbeat now (database clock), `hello.session` remembered as its newest
-    /// stream. `NotFound` when the tenant does not exist.
+    /// Registers an agent on a new stream: `HEALTHY`, heartbeat now (database clock),
+    /// `hello.session` remembered as its newest stream. With `hello.id` (an enrolled agent,
+    /// authenticated by its client certificate) the agent of that id in `hello.tenant` is
+    /// updated and keeps its enrolled name (`hello.name` is ignored): `NotFound` when absent,
+    /// `PermissionDenied` when it was deregistered (`TERMINATED`) or `hello.pool` is not its
+    /// pool. Without it, the agent is registered, or re-registered by name (keeping its id,
+    /// and reviving a deregistered one); `NotFound` when the tenant does not exist.
     async fn connect_agent(&self, hello: &AgentHello) -> Result<Agent>;
 
     /// A heartbeat on stream `session`: records the time and how many jobs the agent holds.
-    /// `false`, changing nothing, when a newer stream of the agent replaced this one.
+    /// `false`, changing nothing, when a newer stream of the agent replaced this one or the
+    /// agent was deregistered.
     async fn agent_heartbeat(
         &self,
         tenant: &TenantId,
@@ -24,7 +34,7 @@ pub trait AgentStore: Send + Sync + 'static {
     ) -> Result<bool>;
 
     /// Stream `session` ended: the agent becomes `status` (`OFFLINE`), unless a newer stream
-    /// replaced this one (then nothing changes).
+    /// replaced this one or the agent was deregistered (then nothing changes).
     async fn disconnect_agent(
         &self,
         tenant: &TenantId,
@@ -38,4 +48,38 @@ pub trait AgentStore: Send + Sync + 'static {
 
     /// One agent; `NotFound` when absent or another tenant's.
     async fn agent(&self, tenant: &TenantId, id: AgentId) -> Result<Agent>;
+
+    /// Deregisters an agent: `TERMINATED`, its stream forgotten, so its heartbeats are refused
+    /// and it cannot connect by id again (idempotent). `NotFound` when absent or another
+    /// tenant's.
+    async fn deregister_agent(&self, tenant: &TenantId, id: AgentId) -> Result<Agent>;
+
+    /// Stores a registration token, valid for `token.ttl` from now (database clock).
+    /// `NotFound` when the tenant does not exist; `AlreadyExists` when the id is taken.
+    async fn create_registration_token(
+        &self,
+        token: &NewRegistrationToken,
+    ) -> Result<RegistrationToken>;
+
+    /// The tenant's registration tokens, newest first, used, expired and revoked ones
+    /// included (an audit trail).
+    async fn list_registration_tokens(&self, tenant: &TenantId) -> Result<Vec<RegistrationToken>>;
+
+    /// Revokes a registration token (idempotent: the first revocation's time is kept);
+    /// `NotFound` when absent or another tenant's.
+    async fn revoke_registration_token(
+        &self,
+        tenant: &TenantId,
+        id: RegistrationTokenId,
+    ) -> Result<RegistrationToken>;
+
+    /// Exchanges a registration token for a new agent, in one transaction: of concurrent
+    /// enrollments with one token, exactly one succeeds. The token must exist with
+    /// `enrollment.digest`, be neither revoked nor used, and not have expired (database clock);
+    /// else `Unauthenticated`. The agent joins the token's tenant and pool, named
+    /// `enrollment.name`, `OFFLINE`, with no capacity, no version and no stream; the token is
+    /// marked used by it. `AlreadyExists`, leaving the token unused, when the tenant has an
+    /// agent of that name that is not `TERMINATED`; a `TERMINATED` one is replaced (the new
+    /// agent gets a new id). Returns the token as updated, and the agent.
+    async fn enroll_agent(&self, enrollment: &Enrollment) -> Result<(RegistrationToken, Agent)>;
 }

@@ -1,9 +1,13 @@
 //! What the identity and agent adapters share: the column lists, the rows whose types do not
-//! depend on the database, and the decoding of stored values.
+//! depend on the database, the decoding of stored values, and the decisions both adapters take
+//! on what they read (presenting a registration token, refusing an enrolled agent's connect).
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
-use switchyard_types::{Error, Result, Role, ScopeSet, TenantId};
+use switchyard_types::{
+    Agent, AgentId, AgentStatus, Error, ErrorKind, RegistrationToken, Result, Role, ScopeSet,
+    TenantId,
+};
 use uuid::Uuid;
 
 use crate::error::from_sqlx;
@@ -19,6 +23,13 @@ macro_rules! user_columns {
 macro_rules! key_columns {
     () => {
         "id, tenant_id, name, scopes, created_by, created_at, expires_at, revoked_at"
+    };
+}
+
+/// The columns of a registration token row (everything but the secret's digest).
+macro_rules! token_columns {
+    () => {
+        "id, tenant_id, pool, created_by, created_at, expires_at, used_at, agent_id, revoked_at"
     };
 }
 
@@ -80,6 +91,81 @@ pub(crate) struct KeyCredentialsRow<K> {
     #[sqlx(flatten)]
     pub key: K,
     pub secret_hash: Vec<u8>,
+}
+
+/// A registration token row (of either adapter's types) as presented for an enrollment: with
+/// its secret's digest, and whether it has expired by the database clock.
+#[derive(FromRow)]
+pub(crate) struct PresentedTokenRow<T> {
+    #[sqlx(flatten)]
+    pub token: T,
+    pub digest: Vec<u8>,
+    pub expired: bool,
+}
+
+/// The token a registration token's row (`None` when its id is unknown) allows to enroll an
+/// agent with a secret whose digest is `presented`; `Unauthenticated` when it allows none.
+pub(crate) fn presented_token<T>(
+    row: Option<PresentedTokenRow<T>>,
+    presented: &[u8; 32],
+) -> Result<RegistrationToken>
+where
+    T: TryInto<RegistrationToken, Error = Error>,
+{
+    let refused = |why: &str| {
+        Error::new(
+            ErrorKind::Unauthenticated,
+            format!("the registration token {why}"),
+        )
+    };
+    let Some(row) = row else {
+        return Err(refused("is not valid"));
+    };
+    // Constant time: how much of a digest matched never shows in the response time.
+    let stored = digest(&row.digest)?;
+    let difference = stored
+        .iter()
+        .zip(presented)
+        .fold(0, |acc, (a, b)| acc | (a ^ b));
+    if difference != 0 {
+        return Err(refused("is not valid"));
+    }
+    let token: RegistrationToken = row.token.try_into()?;
+    if token.revoked_at.is_some() {
+        Err(refused("was revoked"))
+    } else if token.used_at.is_some() {
+        Err(refused("was already used"))
+    } else if row.expired {
+        Err(refused("expired"))
+    } else {
+        Ok(token)
+    }
+}
+
+/// An enrollment under `name`, which a live (not `TERMINATED`) agent of the tenant holds.
+pub(crate) fn name_taken(name: &str) -> Error {
+    Error::new(
+        ErrorKind::AlreadyExists,
+        format!("an agent named {name} exists already"),
+    )
+}
+
+/// Why enrolled agent `id` may not connect to `pool`, from its row (`found`) read after the
+/// conditional update missed it.
+pub(crate) fn connect_refused(id: AgentId, pool: &str, found: Result<Agent>) -> Error {
+    match found {
+        Err(err) => err,
+        Ok(agent) if agent.status == AgentStatus::Terminated => Error::new(
+            ErrorKind::PermissionDenied,
+            format!("agent {id} was deregistered"),
+        ),
+        Ok(agent) if agent.pool != pool => Error::new(
+            ErrorKind::PermissionDenied,
+            format!("agent {id} is not enrolled in pool {pool}"),
+        ),
+        // It changed between the update and the read (deregistered and revived by name, say).
+        Ok(_) => Error::unavailable(format!("agent {id} changed while connecting; retry")),
+    }
 }
 
 /// A custom role.
