@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use switchyard_auth::Enrollments;
 use switchyard_bus::local::LocalBus;
 use switchyard_core::{Agents, AgentsConfig, EnqueueJob, Queue, QueueConfig};
 use switchyard_proto::v1 as pb;
@@ -128,7 +129,8 @@ async fn agent(
             pb::connect_response::Body::Cancel(_)
             | pb::connect_response::Body::LeaseLost(_)
             | pb::connect_response::Body::Drain(_)
-            | pb::connect_response::Body::HeartbeatAck(_) => {}
+            | pb::connect_response::Body::HeartbeatAck(_)
+            | pb::connect_response::Body::Certificate(_) => {}
         }
     }
 }
@@ -175,13 +177,18 @@ pub async fn run(args: AgentsBenchArgs) -> anyhow::Result<()> {
         Arc::new(LocalBus::new()),
         QueueConfig::default(),
     );
-    let agents = Agents::new(queue.clone(), stores.agents, AgentsConfig::default());
+    let agents = Agents::new(
+        queue.clone(),
+        stores.agents.clone(),
+        AgentsConfig::default(),
+    );
+    let enrollments = Enrollments::new(stores.agents, None);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let server = switchyard_grpc::GrpcApi::dev(queue.clone())
         .await?
-        .with_agents(agents.clone())
+        .with_agents(agents.clone(), enrollments)
         .await;
     tokio::spawn(server.serve(listener, stop.clone().cancelled_owned()));
     let connect = || async {

@@ -57,6 +57,56 @@ pub struct ServeArgs {
     #[command(flatten)]
     /// The agents' stream timings.
     pub agents: AgentTimingArgs,
+    #[command(flatten)]
+    /// TLS on the gRPC port and the agents' CA.
+    pub tls: TlsArgs,
+}
+
+/// TLS on the gRPC port, and the CA that enrolls agents (`serve`; `dev` makes its own).
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// PEM file of the gRPC server's certificate chain; with `SWITCHYARD_TLS_KEY`, gRPC serves
+    /// TLS.
+    #[arg(long, env = "SWITCHYARD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the gRPC server's private key.
+    #[arg(long, env = "SWITCHYARD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM file of the CA that agents' client certificates must chain to (the Switchyard CA).
+    /// Client certificates are optional per connection; agents' streams require one.
+    #[arg(long, env = "SWITCHYARD_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// PEM file of that CA's private key: lets this server enroll agents and renew their
+    /// certificates.
+    #[arg(long, env = "SWITCHYARD_CA_KEY")]
+    pub ca_key: Option<PathBuf>,
+    /// Lifetime of an agent certificate, in hours; agents renew at two thirds of it.
+    #[arg(long, env = "SWITCHYARD_AGENT_CERT_TTL_HOURS", default_value_t = 168,
+          value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub agent_cert_ttl_hours: u64,
+    /// Serve plaintext gRPC as well on the TLS port (1 or true).
+    #[arg(long, env = "SWITCHYARD_GRPC_PLAINTEXT", default_value = "false", value_parser = parse_flag)]
+    pub grpc_plaintext: bool,
+    /// Let agents connect with a bearer token (`jobs:write`) instead of a client certificate
+    /// [default: only when no client CA is configured].
+    #[arg(long, env = "SWITCHYARD_AGENT_TOKENS", value_parser = parse_flag)]
+    pub agent_tokens: Option<bool>,
+}
+
+impl TlsArgs {
+    /// Checks that the files come in the pairs that work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::TlsPairIncomplete);
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(ConfigError::ClientCaWithoutTls);
+        }
+        if self.ca_key.is_some() && self.tls_client_ca.is_none() {
+            return Err(ConfigError::CaKeyWithoutCa);
+        }
+        Ok(())
+    }
 }
 
 /// The agents' stream timings, shared by `serve` and `dev`.
@@ -192,6 +242,15 @@ pub enum ConfigError {
         "SWITCHYARD_AGENT_LEASE_SECONDS must be at least 3 x SWITCHYARD_AGENT_HEARTBEAT_SECONDS"
     )]
     AgentLeaseTooShort,
+    /// A TLS certificate without its key, or the other way round.
+    #[error("SWITCHYARD_TLS_CERT and SWITCHYARD_TLS_KEY go together")]
+    TlsPairIncomplete,
+    /// Client certificates cannot be verified without TLS.
+    #[error("SWITCHYARD_TLS_CLIENT_CA needs SWITCHYARD_TLS_CERT and SWITCHYARD_TLS_KEY")]
+    ClientCaWithoutTls,
+    /// A CA key without the CA certificate it belongs to.
+    #[error("SWITCHYARD_CA_KEY needs SWITCHYARD_TLS_CLIENT_CA (the CA certificate)")]
+    CaKeyWithoutCa,
 }
 
 /// Secrets that ship in examples and must never sign real tokens.
@@ -217,6 +276,7 @@ impl ServeArgs {
 
     /// Checks the settings; returns the database URL to open.
     pub fn validate(&self) -> Result<String, ConfigError> {
+        self.tls.validate()?;
         let url = self
             .store
             .database_url
@@ -305,7 +365,34 @@ mod tests {
                 agent_heartbeat_seconds: 10,
                 agent_lease_seconds: 30,
             },
+            tls: TlsArgs {
+                tls_cert: None,
+                tls_key: None,
+                tls_client_ca: None,
+                ca_key: None,
+                agent_cert_ttl_hours: 168,
+                grpc_plaintext: false,
+                agent_tokens: None,
+            },
         }
+    }
+
+    #[test]
+    fn tls_files_come_in_working_pairs() {
+        let path = |p: &str| Some(PathBuf::from(p));
+        let mut a = args(Some(PG), None, Environment::Dev, None);
+        assert!(a.validate().is_ok());
+        a.tls.tls_cert = path("cert.pem");
+        assert_eq!(a.validate(), Err(ConfigError::TlsPairIncomplete));
+        a.tls.tls_key = path("key.pem");
+        assert!(a.validate().is_ok());
+        a.tls.ca_key = path("ca.key");
+        assert_eq!(a.validate(), Err(ConfigError::CaKeyWithoutCa));
+        a.tls.tls_client_ca = path("ca.pem");
+        assert!(a.validate().is_ok());
+        a.tls.tls_cert = None;
+        a.tls.tls_key = None;
+        assert_eq!(a.validate(), Err(ConfigError::ClientCaWithoutTls));
     }
 
     #[test]

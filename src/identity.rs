@@ -50,6 +50,7 @@ pub async fn wire(
     plan: &AuthPlan,
     store: Arc<dyn IdentityStore>,
     counters: Arc<dyn Counters>,
+    agent_tokens: bool,
 ) -> anyhow::Result<Wired> {
     let args = &plan.args;
     let keys = token_keys(plan)?;
@@ -70,7 +71,7 @@ pub async fn wire(
     );
     let quota = (args.tenant_requests_per_minute > 0)
         .then(|| TenantQuota::new(counters, args.tenant_requests_per_minute));
-    let mut gate = Gate::new(identity.clone(), quota.clone());
+    let mut gate = Gate::new(identity.clone(), quota.clone()).with_agent_tokens(agent_tokens);
     if plan.dev_data_dir.is_some() {
         gate = gate.with_anonymous(Principal::dev());
     }

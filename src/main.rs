@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod identity;
 mod server;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -141,6 +142,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 },
                 agents: args.agents.config().map_err(Failure::Config)?,
                 builtin_agent: Some(args.data_dir.clone()),
+                tls: tls::dev(&args.data_dir)?,
             };
             tracing::info!(dashboard = %format!("http://{}", args.http_addr), "switchyard dev");
             Ok(server::run(plan).await?)
@@ -165,6 +167,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 },
                 agents: args.agents.config().map_err(Failure::Config)?,
                 builtin_agent: None,
+                tls: tls::serve(&args.tls)?,
             };
             Ok(server::run(plan).await?)
         }

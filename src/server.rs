@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::HeaderValue;
+use switchyard_auth::Enrollments;
 use switchyard_bus::local::LocalBus;
 use switchyard_bus::redis::RedisBus;
 use switchyard_bus::{Bus, Counters};
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::{self, AuthPlan};
+use crate::tls::TlsPlan;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -37,6 +39,8 @@ pub struct Plan {
     pub agents: AgentsConfig,
     /// Run the built-in agent of `switchyard dev` (pool `local`) with this data directory.
     pub builtin_agent: Option<std::path::PathBuf>,
+    /// TLS on the gRPC port and the agents' CA.
+    pub tls: TlsPlan,
 }
 
 /// The version, commit and build time stamped by `build.rs`.
@@ -74,7 +78,11 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         }
     };
     let queue = Queue::new(stores.queue, bus, QueueConfig::default());
-    let agents = Agents::new(queue.clone(), stores.agents, plan.agents.clone());
+    let mut agents = Agents::new(queue.clone(), stores.agents.clone(), plan.agents.clone());
+    if let Some(signer) = plan.tls.signer.clone() {
+        agents = agents.with_signer(signer);
+    }
+    let enrollments = Enrollments::new(stores.agents, plan.tls.signer.clone());
     // One lease plus the agents' longest reconnect pause: every live agent is back before it ends.
     let grace = plan.agents.lease + switchyard_agent::RECONNECT_BACKOFF_MAX;
     let renewed = queue.grant_restart_grace(grace).await?;
@@ -85,7 +93,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             "restart grace: leases that expired while the control plane was down renewed"
         );
     }
-    let auth = identity::wire(&plan.auth, stores.identity, counters).await?;
+    let auth = identity::wire(&plan.auth, stores.identity, counters, plan.tls.agent_tokens).await?;
     let cors = plan
         .auth
         .args
@@ -103,18 +111,21 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let (grpc_addr, http_addr) = (grpc_listener.local_addr()?, http_listener.local_addr()?);
 
     let shutdown = CancellationToken::new();
-    let grpc = switchyard_grpc::GrpcApi::new(
+    let mut grpc = switchyard_grpc::GrpcApi::new(
         queue.clone(),
         Some(auth.identity.clone()),
         auth.gate.clone(),
     )
     .await?
-    .with_agents(agents.clone())
+    .with_agents(agents.clone(), enrollments.clone())
     .await;
+    if let Some(tls) = plan.tls.tls.clone() {
+        grpc = grpc.with_tls(tls);
+    }
     let grpc_task = tokio::spawn(grpc.serve(grpc_listener, shutdown.clone().cancelled_owned()));
     let state = AppState::new(queue.clone(), build_info())
         .with_identity(auth.identity.clone(), auth.gate.clone())
-        .with_agents(agents.clone())
+        .with_agents(agents.clone(), enrollments)
         .with_cors(cors);
     let router = switchyard_gateway::router(state);
     let http_task = tokio::spawn(
@@ -132,7 +143,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     if let Some(quota) = auth.quota.clone() {
         tokio::spawn(quota.run_flusher(shutdown.clone()));
     }
-    tracing::info!(%grpc_addr, %http_addr, "switchyard listening");
+    tracing::info!(%grpc_addr, %http_addr, tls = plan.tls.tls.is_some(), "switchyard listening");
     announce(grpc_addr, http_addr);
     if let Some((email, file)) = &auth.dev_admin {
         say(&identity::dev_login_hint(email, file.as_deref(), http_addr));

@@ -31,7 +31,7 @@ fn key_of(body: &Body) -> Option<JobKey> {
         Body::Started(s) => Some(JobKey::new(s.job_id.clone(), s.attempt)),
         Body::Log(l) => Some(JobKey::new(l.job_id.clone(), l.attempt)),
         Body::Finished(f) => Some(JobKey::new(f.job_id.clone(), f.attempt)),
-        Body::Hello(_) | Body::Heartbeat(_) | Body::Credits(_) => None,
+        Body::Hello(_) | Body::Heartbeat(_) | Body::Credits(_) | Body::Renew(_) => None,
     }
 }
 

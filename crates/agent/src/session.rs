@@ -125,7 +125,7 @@ impl Session {
                 self.sent_since_heartbeat = true;
             }
             Body::Started(_) | Body::Log(_) => self.sent_since_heartbeat = true,
-            Body::Hello(_) | Body::Credits(_) => {}
+            Body::Hello(_) | Body::Credits(_) | Body::Renew(_) => {}
         }
         permit.send(ConnectRequest { body: Some(body) });
     }

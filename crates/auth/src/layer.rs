@@ -5,13 +5,16 @@
 //! is written ([`Reject`]): an envelope for REST, a `Status` for gRPC.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response};
-use switchyard_types::{Error, ErrorKind, Principal, Result};
+use switchyard_types::{
+    Error, ErrorKind, Principal, PrincipalKind, Result, Scope, ScopeSet, SpiffeId,
+};
 use tower::{Layer, Service};
 
 use crate::limits::TenantQuota;
@@ -35,11 +38,22 @@ pub enum Edge {
     Grpc,
 }
 
+/// What the transport knows of a connection: set by the gRPC edge in every request's
+/// extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: Option<SocketAddr>,
+    /// The agent its verified TLS client certificate names, if it presented one.
+    pub agent: Option<SpiffeId>,
+}
+
 /// Decides who a request is and whether it may proceed.
 pub struct Gate {
     identity: Option<Identity>,
     anonymous: Option<Principal>,
     quota: Option<TenantQuota>,
+    agent_tokens: bool,
 }
 
 impl Gate {
@@ -49,7 +63,15 @@ impl Gate {
             identity: Some(identity),
             anonymous: None,
             quota,
+            agent_tokens: true,
         }
+    }
+
+    /// Whether an agent may connect with a bearer credential (`jobs:write`) instead of a client
+    /// certificate (default: yes). Servers that verify client certificates turn it off.
+    pub fn with_agent_tokens(mut self, allowed: bool) -> Self {
+        self.agent_tokens = allowed;
+        self
     }
 
     /// `switchyard dev`: requests without credentials act as `anonymous` (credentials that
@@ -66,12 +88,53 @@ impl Gate {
             identity: None,
             anonymous: Some(anonymous),
             quota: None,
+            agent_tokens: true,
         }
     }
 
-    /// The principal for a request needing `access` with these headers: `None` for public
-    /// routes; `Unauthenticated`, `PermissionDenied` or `RateLimited` when refused.
+    /// The principal for a request needing `access` with these headers, over a connection
+    /// from `peer`: `None` for public routes; `Unauthenticated`, `PermissionDenied` or
+    /// `RateLimited` when refused. An agent's client certificate stands for the agent (it
+    /// authenticates nothing but `Connect`).
+    pub async fn admit_peer(
+        &self,
+        access: Access,
+        headers: &HeaderMap,
+        peer: Option<&Peer>,
+    ) -> Result<Option<Principal>> {
+        if access != Access::Agent {
+            return self.admit_bearer(access, headers).await;
+        }
+        if let Some(agent) = peer.and_then(|p| p.agent.as_ref()) {
+            let principal = Principal {
+                tenant: agent.tenant.clone(),
+                subject: format!("agent:{}", agent.agent),
+                scopes: ScopeSet::of(&[Scope::JobsWrite]),
+                kind: PrincipalKind::Agent,
+            };
+            if let Some(quota) = &self.quota {
+                quota.admit(&principal.tenant)?;
+            }
+            return Ok(Some(principal));
+        }
+        if !self.agent_tokens {
+            return Err(unauthenticated(
+                "agents authenticate with a client certificate: enroll with `switchyard agent enroll`",
+            ));
+        }
+        self.admit_bearer(Access::Scope(Scope::JobsWrite), headers)
+            .await
+    }
+
+    /// The principal for a request needing `access` with these headers, over a connection
+    /// that presented no certificate; see [`Gate::admit_peer`].
     pub async fn admit(&self, access: Access, headers: &HeaderMap) -> Result<Option<Principal>> {
+        self.admit_peer(access, headers, None).await
+    }
+
+    /// [`Gate::admit`] for anything but [`Access::Agent`]: by bearer credential (or as the
+    /// anonymous principal).
+    async fn admit_bearer(&self, access: Access, headers: &HeaderMap) -> Result<Option<Principal>> {
         if access == Access::Public {
             return Ok(None);
         }
@@ -177,9 +240,18 @@ where
         };
         let (gate, reject) = (self.gate.clone(), self.reject.clone());
         Box::pin(async move {
-            match gate.admit(access, request.headers()).await {
+            let peer = request.extensions().get::<Peer>().cloned();
+            match gate
+                .admit_peer(access, request.headers(), peer.as_ref())
+                .await
+            {
                 Ok(principal) => {
                     if let Some(principal) = principal {
+                        if principal.kind == PrincipalKind::Agent
+                            && let Some(agent) = peer.and_then(|p| p.agent)
+                        {
+                            request.extensions_mut().insert(agent);
+                        }
                         let span = tracing::Span::current();
                         span.record("tenant", principal.tenant.as_str());
                         span.record("subject", principal.subject.as_str());

@@ -9,6 +9,7 @@
 //! Secrets never reach logs: [`Secret`] prints as `***`, and verification failures carry one
 //! generic message.
 
+pub mod enrollment;
 pub mod jwt;
 pub mod layer;
 pub mod limits;
@@ -17,10 +18,12 @@ pub mod policy;
 pub mod secret;
 pub mod service;
 
+pub use enrollment::{Enrolled, Enrollments};
 pub use jwt::{AccessClaims, IssuedToken, KeyAlgorithm, LEEWAY_SECONDS, TokenIssuer, TokenKeys};
 pub use password::{hash_password, validate_password, verify_dummy, verify_password};
 pub use secret::{
-    API_KEY_PREFIX, REFRESH_TOKEN_PREFIX, Secret, digest, digests_match, is_api_key, new_api_key,
-    new_refresh_token, parse_api_key,
+    API_KEY_PREFIX, REFRESH_TOKEN_PREFIX, REGISTRATION_TOKEN_PREFIX, Secret, digest, digests_match,
+    is_api_key, new_api_key, new_refresh_token, new_registration_token, parse_api_key,
+    parse_registration_token,
 };
 pub use service::{CreatedApiKey, Identity, IdentityConfig, Session, UserSpec};

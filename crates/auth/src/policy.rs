@@ -16,6 +16,9 @@ pub enum Access {
     Authenticated,
     /// A caller holding this scope (or `admin`).
     Scope(Scope),
+    /// An agent: its client certificate names it; where the gate allows agent tokens, a
+    /// caller holding `jobs:write` instead.
+    Agent,
 }
 
 /// One line of the table: the REST routes (`"METHOD /path"`, paths relative to the `/api`
@@ -36,8 +39,8 @@ const fn rule(access: Access, http: &'static [&'static str], rpc: &'static [&'st
     Rule { access, http, rpc }
 }
 
-use Access::{Public, Scope as S};
-use Scope::{Admin, AgentsRead, JobsRead, JobsWrite};
+use Access::{Agent, Public, Scope as S};
+use Scope::{Admin, AgentsAdmin, AgentsRead, JobsRead, JobsWrite};
 
 /// The table. Order does not matter; every route and method appears once.
 pub static RULES: &[Rule] = &[
@@ -112,15 +115,30 @@ pub static RULES: &[Rule] = &[
             "QueueService/CancelJob",
             "QueueService/SetPriority",
             "QueueService/RedriveJob",
-            // An agent claims, runs and completes jobs over its stream.
-            "AgentService/Connect",
         ],
     ),
-    // Agents.
+    // Agents: the stream takes the agent's certificate; enrolling, its registration token.
+    rule(Agent, &[], &["AgentService/Connect"]),
+    rule(Public, &["POST /agents/register"], &["AgentService/Enroll"]),
     rule(
         S(AgentsRead),
         &["GET /agents", "GET /agents/{id}"],
         &["AgentService/ListAgents", "AgentService/GetAgent"],
+    ),
+    rule(
+        S(AgentsAdmin),
+        &[
+            "POST /agents/{id}/deregister",
+            "GET /agents/registration-tokens",
+            "POST /agents/registration-tokens",
+            "DELETE /agents/registration-tokens/{id}",
+        ],
+        &[
+            "AgentService/DeregisterAgent",
+            "AgentService/CreateRegistrationToken",
+            "AgentService/ListRegistrationTokens",
+            "AgentService/RevokeRegistrationToken",
+        ],
     ),
     // Installation-wide levers and identities.
     rule(
@@ -253,6 +271,9 @@ impl Access {
             Access::Public => "public".to_owned(),
             Access::Authenticated => "authenticated".to_owned(),
             Access::Scope(scope) => scope.as_str().to_owned(),
+            Access::Agent => {
+                "agent certificate (or `jobs:write` where agent tokens are allowed)".to_owned()
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
-use switchyard_types::ApiKeyId;
+use switchyard_types::{ApiKeyId, RegistrationTokenId};
 use uuid::Uuid;
 
 /// The prefix of every refresh token.
@@ -16,6 +16,9 @@ pub const REFRESH_TOKEN_PREFIX: &str = "syr_";
 
 /// The prefix of every API key.
 pub const API_KEY_PREFIX: &str = "sya_";
+
+/// The prefix of every agent registration token.
+pub const REGISTRATION_TOKEN_PREFIX: &str = "syt_";
 
 /// Random bytes in a refresh token or in an API key's secret part (256 bits).
 const SECRET_BYTES: usize = 32;
@@ -86,16 +89,40 @@ pub fn new_refresh_token() -> Secret {
 /// A new API key for `id`: `sya_<id as 32 hex digits>_<32 random bytes as base64url>`. Returns
 /// the full key (shown once) and the digest of its secret part (stored).
 pub fn new_api_key(id: ApiKeyId) -> (Secret, [u8; 32]) {
-    let secret_part = random_part();
-    let hash = digest(&secret_part);
-    let key = format!("{API_KEY_PREFIX}{}_{secret_part}", id.simple());
-    (Secret(key), hash)
+    new_keyed(API_KEY_PREFIX, id)
 }
 
 /// Splits an API key into its id and the digest of its secret part. `None` for anything that is
 /// not exactly the format [`new_api_key`] produces; never panics.
 pub fn parse_api_key(key: &str) -> Option<(ApiKeyId, [u8; 32])> {
-    let rest = key.strip_prefix(API_KEY_PREFIX)?;
+    parse_keyed(API_KEY_PREFIX, key)
+}
+
+/// A new agent registration token for `id`, in the format of [`new_api_key`] with the prefix
+/// `syt_`: the token (shown once) and the digest of its secret part (stored).
+pub fn new_registration_token(id: RegistrationTokenId) -> (Secret, [u8; 32]) {
+    new_keyed(REGISTRATION_TOKEN_PREFIX, id)
+}
+
+/// Splits a registration token into its id and the digest of its secret part; `None` for
+/// anything [`new_registration_token`] does not produce.
+pub fn parse_registration_token(token: &str) -> Option<(RegistrationTokenId, [u8; 32])> {
+    parse_keyed(REGISTRATION_TOKEN_PREFIX, token)
+}
+
+/// `<prefix><id as 32 hex digits>_<32 random bytes as base64url>` and the secret part's digest.
+fn new_keyed(prefix: &str, id: Uuid) -> (Secret, [u8; 32]) {
+    let secret_part = random_part();
+    let hash = digest(&secret_part);
+    (
+        Secret(format!("{prefix}{}_{secret_part}", id.simple())),
+        hash,
+    )
+}
+
+/// The id and secret digest of a [`new_keyed`] string with `prefix`.
+fn parse_keyed(prefix: &str, key: &str) -> Option<(Uuid, [u8; 32])> {
+    let rest = key.strip_prefix(prefix)?;
     // `get` returns `None` (never panics) when the index is not on a character boundary.
     let id_hex = rest.get(..ID_HEX_LEN)?;
     let secret_part = rest.get(ID_HEX_LEN..)?.strip_prefix('_')?;
@@ -166,6 +193,18 @@ mod tests {
 
         let (_, other_hash) = new_api_key(id);
         assert!(!digests_match(&other_hash, &hash));
+    }
+
+    #[test]
+    fn registration_tokens_are_not_api_keys() {
+        let id = Uuid::new_v4();
+        let (token, hash) = new_registration_token(id);
+        let token = token.expose();
+        assert!(token.starts_with("syt_"));
+        assert_eq!(parse_registration_token(token), Some((id, hash)));
+        assert_eq!(parse_api_key(token), None);
+        let (key, _) = new_api_key(id);
+        assert_eq!(parse_registration_token(key.expose()), None);
     }
 
     #[test]

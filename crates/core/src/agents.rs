@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use switchyard_bus::Event;
+use switchyard_pki::Signer;
 use switchyard_store::AgentStore;
 use switchyard_types::{
-    Agent, AgentHello, AgentId, AgentStatus, Error, ErrorKind, Job, JobId, JobState, Labels,
-    Outcome, Principal, Result,
+    Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Error, ErrorKind, Job, JobId,
+    JobState, Labels, Outcome, Principal, Result, SpiffeId,
 };
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -63,6 +64,8 @@ pub enum FromAgent {
     Log(JobId, u32, u64, String),
     /// A job's attempt ended.
     Finished(JobId, u32, Outcome),
+    /// A fresh certificate, please, for the key of this signing request (PKCS #10, DER).
+    Renew(Vec<u8>),
 }
 
 /// An agent's `Hello`, as it sent it (not yet validated).
@@ -104,6 +107,8 @@ pub enum ToAgent {
     Drain(String),
     /// The answer to `Heartbeat`: how many leases were renewed.
     HeartbeatAck(u32),
+    /// The answer to `Renew`.
+    Certificate(Box<AgentCertificate>),
 }
 
 /// The agents service: the registry and the streams of this replica.
@@ -113,6 +118,7 @@ pub struct Agents {
     store: Arc<dyn AgentStore>,
     config: AgentsConfig,
     draining: CancellationToken,
+    signer: Option<Signer>,
 }
 
 impl Agents {
@@ -123,7 +129,14 @@ impl Agents {
             store,
             config,
             draining: CancellationToken::new(),
+            signer: None,
         }
+    }
+
+    /// Renews agents' certificates over their streams with `signer`.
+    pub fn with_signer(mut self, signer: Signer) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// The timings in force.
@@ -152,12 +165,22 @@ impl Agents {
         self.store.agent(&who.tenant, id).await
     }
 
+    /// Deregisters one of the caller's agents: `TERMINATED`, its certificate refused from now
+    /// on, its live stream ended at its next heartbeat.
+    pub async fn deregister(&self, who: &Principal, id: AgentId) -> Result<Agent> {
+        let agent = self.store.deregister_agent(&who.tenant, id).await?;
+        tracing::info!(agent = %id, name = %agent.name, by = %who.subject, "agent deregistered");
+        Ok(agent)
+    }
+
     /// Serves one agent stream until it ends: `Ok` when the agent closed it, went silent or was
     /// drained; an error to report to the agent otherwise (a bad `Hello`, a replaced stream, a
-    /// store that is down).
+    /// deregistered agent, a store that is down). `certified` is the identity of the agent's
+    /// client certificate; without one, the agent is registered by the name in its `Hello`.
     pub async fn serve<S>(
         &self,
         who: Principal,
+        certified: Option<SpiffeId>,
         mut inbound: S,
         out: mpsc::Sender<ToAgent>,
     ) -> Result<()>
@@ -175,7 +198,7 @@ impl Agents {
                 return Err(Error::invalid("hello", "no Hello within the time allowed"));
             }
         };
-        let session = Session::open(self, who, hello, out).await?;
+        let session = Session::open(self, who, certified, hello, out).await?;
         let ended = session.run(&mut inbound).await;
         session.close().await;
         ended
@@ -205,6 +228,8 @@ fn validate(hello: &Hello) -> Result<()> {
 struct Session {
     agents: Agents,
     who: Principal,
+    /// The identity of its client certificate, if it presented one.
+    certified: Option<SpiffeId>,
     agent: Agent,
     session: Uuid,
     out: mpsc::Sender<ToAgent>,
@@ -221,6 +246,7 @@ impl Session {
     async fn open(
         agents: &Agents,
         who: Principal,
+        certified: Option<SpiffeId>,
         hello: Hello,
         out: mpsc::Sender<ToAgent>,
     ) -> Result<Session> {
@@ -229,7 +255,7 @@ impl Session {
         let agent = agents
             .store
             .connect_agent(&AgentHello {
-                id: None,
+                id: certified.as_ref().map(|c| c.agent),
                 tenant: who.tenant.clone(),
                 name: hello.name.clone(),
                 pool: hello.pool.clone(),
@@ -243,6 +269,7 @@ impl Session {
         let s = Session {
             agents: agents.clone(),
             who,
+            certified,
             agent,
             session,
             out,
@@ -441,6 +468,19 @@ impl Session {
                     Err(e) => Err(e),
                 }
             }
+            FromAgent::Renew(csr) => {
+                let (Some(identity), Some(signer)) = (&self.certified, &self.agents.signer) else {
+                    return Err(Error::new(
+                        ErrorKind::Conflict,
+                        "only an agent connected with a client certificate, to a control plane \
+                         holding the CA key, can renew its certificate",
+                    ));
+                };
+                let certificate = signer.certify(identity, &csr)?;
+                tracing::info!(agent = %self.agent.name, expires_at = %certificate.expires_at, "agent certificate renewed");
+                self.send(ToAgent::Certificate(Box::new(certificate))).await;
+                Ok(())
+            }
         }
     }
 
@@ -462,7 +502,8 @@ impl Session {
         if !current {
             return Err(Error::new(
                 ErrorKind::Conflict,
-                "a newer stream of this agent replaced this one",
+                "this stream no longer speaks for the agent: a newer stream replaced it, or the \
+                 agent was deregistered",
             ));
         }
         self.send(ToAgent::HeartbeatAck(renewed)).await;

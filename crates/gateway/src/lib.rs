@@ -32,8 +32,8 @@ use axum::Router;
 use axum::http::HeaderValue;
 use axum::routing::get;
 use serde::Serialize;
-use switchyard_auth::Identity;
 use switchyard_auth::layer::{AuthLayer, Edge, Gate};
+use switchyard_auth::{Enrollments, Identity};
 use switchyard_core::{Agents, Queue};
 use switchyard_types::Principal;
 use tower::ServiceBuilder;
@@ -79,6 +79,8 @@ pub struct AppState {
     pub cors_origins: Vec<HeaderValue>,
     /// The agent registry; `None` answers the agent routes `503`.
     pub agents: Option<Agents>,
+    /// Registration tokens and enrollment; `None` answers those routes `503`.
+    pub enrollments: Option<Enrollments>,
 }
 
 impl AppState {
@@ -92,6 +94,7 @@ impl AppState {
             gate: Arc::new(Gate::anonymous_only(Principal::dev())),
             cors_origins: Vec::new(),
             agents: None,
+            enrollments: None,
         }
     }
 
@@ -102,9 +105,10 @@ impl AppState {
         self
     }
 
-    /// Serves the agent routes from `agents`.
-    pub fn with_agents(mut self, agents: Agents) -> Self {
+    /// Serves the agent routes from `agents`, enrolling through `enrollments`.
+    pub fn with_agents(mut self, agents: Agents, enrollments: Enrollments) -> Self {
         self.agents = Some(agents);
+        self.enrollments = Some(enrollments);
         self
     }
 

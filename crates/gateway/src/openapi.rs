@@ -36,7 +36,7 @@ use crate::{AppState, handlers};
         (name = "queue", description = "Jobs: enqueue, claim, lifecycle, listing, stats."),
         (name = "auth", description = "Sessions (log-in, refresh, validate, log-out) and API keys."),
         (name = "admin", description = "Tenants, users and roles."),
-        (name = "agents", description = "The agent registry: list and get agents."),
+        (name = "agents", description = "Agents: the registry, enrollment with registration tokens, deregistration."),
         (name = "ops", description = "Liveness, readiness, version.")
     )
 )]

@@ -5,11 +5,12 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
+use switchyard_auth::{Enrollments, Secret};
 use switchyard_core::{Agents, FromAgent, Hello, ToAgent};
 use switchyard_proto::convert::job_id;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::agent_service_server::AgentService;
-use switchyard_types::{Error, Outcome, Result};
+use switchyard_types::{Error, Outcome, Result, SpiffeId};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -21,13 +22,24 @@ use crate::queue::take;
 #[derive(Clone)]
 pub struct AgentGrpc {
     agents: Agents,
+    enrollments: Enrollments,
 }
 
 impl AgentGrpc {
-    /// Serves `agents`.
-    pub fn new(agents: Agents) -> Self {
-        AgentGrpc { agents }
+    /// Serves `agents`, enrolling them through `enrollments`.
+    pub fn new(agents: Agents, enrollments: Enrollments) -> Self {
+        AgentGrpc {
+            agents,
+            enrollments,
+        }
     }
+}
+
+/// An id field of a request.
+fn uuid_field(value: &str, field: &str) -> Result<uuid::Uuid, Status> {
+    value
+        .parse()
+        .map_err(|_| to_status(Error::invalid(field, "is not a valid id (UUID)")))
 }
 
 /// Reads one agent message off the wire.
@@ -60,6 +72,7 @@ fn from_pb(message: pb::ConnectRequest) -> Result<FromAgent> {
             l.seq,
             l.data,
         )),
+        Some(Body::Renew(r)) => Ok(FromAgent::Renew(r.csr)),
         Some(Body::Finished(f)) => {
             let outcome = if f.succeeded {
                 Outcome::Succeeded {
@@ -109,6 +122,7 @@ fn to_pb(message: ToAgent) -> pb::ConnectResponse {
         }),
         ToAgent::Drain(reason) => Body::Drain(pb::Drain { reason }),
         ToAgent::HeartbeatAck(renewed) => Body::HeartbeatAck(pb::HeartbeatAck { renewed }),
+        ToAgent::Certificate(c) => Body::Certificate((*c).into()),
     };
     pb::ConnectResponse { body: Some(body) }
 }
@@ -124,6 +138,7 @@ impl AgentService for AgentGrpc {
         &self,
         request: Request<Streaming<pb::ConnectRequest>>,
     ) -> Result<Response<ConnectStream>, Status> {
+        let certified = request.extensions().get::<SpiffeId>().cloned();
         let (who, inbound) = take(request)?;
         let inbound = inbound.map(|message| match message {
             Ok(message) => from_pb(message),
@@ -136,7 +151,7 @@ impl AgentService for AgentGrpc {
         let agents = self.agents.clone();
         tokio::spawn(async move {
             let (tx, mut rx) = mpsc::channel::<ToAgent>(64);
-            let serve = agents.serve(who, Box::pin(inbound), tx);
+            let serve = agents.serve(who, certified, Box::pin(inbound), tx);
             tokio::pin!(serve);
             let ended = loop {
                 tokio::select! {
@@ -178,13 +193,88 @@ impl AgentService for AgentGrpc {
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::GetAgentResponse>, Status> {
         let (who, req) = take(request)?;
-        let id = req
-            .id
-            .parse()
-            .map_err(|_| to_status(Error::invalid("id", "is not a valid agent id (UUID)")))?;
+        let id = uuid_field(&req.id, "id")?;
         let agent = self.agents.get(&who, id).await.map_err(to_status)?;
         Ok(Response::new(pb::GetAgentResponse {
             agent: Some(agent.into()),
+        }))
+    }
+
+    async fn enroll(
+        &self,
+        request: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let req = request.into_inner();
+        let enrolled = self
+            .enrollments
+            .enroll(&Secret::new(req.token), &req.name, req.labels, &req.csr)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::EnrollResponse {
+            agent: Some(enrolled.agent.into()),
+            certificate: Some(enrolled.certificate.into()),
+        }))
+    }
+
+    async fn deregister_agent(
+        &self,
+        request: Request<pb::DeregisterAgentRequest>,
+    ) -> Result<Response<pb::DeregisterAgentResponse>, Status> {
+        let (who, req) = take(request)?;
+        let id = uuid_field(&req.id, "id")?;
+        let agent = self.agents.deregister(&who, id).await.map_err(to_status)?;
+        Ok(Response::new(pb::DeregisterAgentResponse {
+            agent: Some(agent.into()),
+        }))
+    }
+
+    async fn create_registration_token(
+        &self,
+        request: Request<pb::CreateRegistrationTokenRequest>,
+    ) -> Result<Response<pb::CreateRegistrationTokenResponse>, Status> {
+        let (who, req) = take(request)?;
+        let ttl = req
+            .ttl_seconds
+            .map(|s| std::time::Duration::from_secs(s.into()));
+        let (stored, token) = self
+            .enrollments
+            .create_token(&who, &req.pool, ttl)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateRegistrationTokenResponse {
+            registration_token: Some(stored.into()),
+            token: token.expose().to_owned(),
+        }))
+    }
+
+    async fn list_registration_tokens(
+        &self,
+        request: Request<pb::ListRegistrationTokensRequest>,
+    ) -> Result<Response<pb::ListRegistrationTokensResponse>, Status> {
+        let (who, _) = take(request)?;
+        let tokens = self
+            .enrollments
+            .list_tokens(&who)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListRegistrationTokensResponse {
+            registration_tokens: tokens.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn revoke_registration_token(
+        &self,
+        request: Request<pb::RevokeRegistrationTokenRequest>,
+    ) -> Result<Response<pb::RevokeRegistrationTokenResponse>, Status> {
+        let (who, req) = take(request)?;
+        let id = uuid_field(&req.id, "id")?;
+        let token = self
+            .enrollments
+            .revoke_token(&who, id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RevokeRegistrationTokenResponse {
+            registration_token: Some(token.into()),
         }))
     }
 }

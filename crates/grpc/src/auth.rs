@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use switchyard_auth::layer::Peer;
 use switchyard_auth::{Identity, Secret, Session, UserSpec};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::auth_service_server::AuthService;
@@ -43,7 +44,9 @@ fn scopes(names: &[String]) -> Result<ScopeSet, Status> {
 /// The caller's IP address, the key of the log-in and refresh limits.
 fn client_addr<T>(request: &Request<T>) -> String {
     request
-        .remote_addr()
+        .extensions()
+        .get::<Peer>()
+        .and_then(|p| p.addr)
         .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
 }
 

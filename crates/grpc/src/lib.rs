@@ -24,14 +24,15 @@ pub mod auth;
 pub mod error;
 pub mod queue;
 mod request;
+pub mod transport;
 
 use std::future::Future;
 use std::time::Duration;
 
 use std::sync::Arc;
 
-use switchyard_auth::Identity;
 use switchyard_auth::layer::{AuthLayer, Edge, Gate, Reject};
+use switchyard_auth::{Enrollments, Identity};
 use switchyard_core::{Agents, Queue};
 use switchyard_proto::v1::agent_service_server::AgentServiceServer;
 use switchyard_proto::v1::auth_service_server::AuthServiceServer;
@@ -41,7 +42,6 @@ use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -49,6 +49,7 @@ pub use agent::AgentGrpc;
 pub use auth::AuthGrpc;
 pub use error::to_status;
 pub use queue::QueueGrpc;
+pub use transport::Tls;
 
 /// The fully qualified name of the auth service.
 pub const AUTH_SERVICE: &str = <AuthServiceServer<AuthGrpc> as NamedService>::NAME;
@@ -94,6 +95,7 @@ pub struct GrpcApi {
     health: HealthReporter,
     gate: Arc<Gate>,
     services: Vec<&'static str>,
+    tls: Option<Tls>,
 }
 
 impl GrpcApi {
@@ -148,20 +150,28 @@ impl GrpcApi {
             health,
             gate,
             services,
+            tls: None,
         })
     }
 
-    /// Adds `AgentService` over `agents` (reported `SERVING`). On shutdown, call
-    /// [`Agents::drain`] before the server drains, or the agents' streams hold it open.
-    pub async fn with_agents(mut self, agents: Agents) -> Self {
+    /// Adds `AgentService` over `agents`, enrolling through `enrollments` (reported
+    /// `SERVING`). On shutdown, call [`Agents::drain`] before the server drains, or the agents'
+    /// streams hold it open.
+    pub async fn with_agents(mut self, agents: Agents, enrollments: Enrollments) -> Self {
         self.routes = self.routes.add_service(
-            AgentServiceServer::new(AgentGrpc::new(agents))
+            AgentServiceServer::new(AgentGrpc::new(agents, enrollments))
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
         );
         self.services.push(AGENT_SERVICE);
         self.health
             .set_service_status(AGENT_SERVICE, ServingStatus::Serving)
             .await;
+        self
+    }
+
+    /// Serves TLS as `tls` says (plaintext only, without it).
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -189,7 +199,7 @@ impl GrpcApi {
             }
             tracing::info!("gRPC server draining");
         };
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = transport::incoming(listener, self.tls);
         Server::builder()
             // Detects dead peers (agents behind NATs) without waiting for TCP timeouts.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))

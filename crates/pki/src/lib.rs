@@ -23,7 +23,7 @@ use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use switchyard_types::SpiffeId;
+use switchyard_types::{AgentCertificate, SpiffeId};
 use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 
 /// How far back a new certificate's validity starts, for clocks that disagree a little.
@@ -68,15 +68,6 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
         path: path.to_owned(),
         source,
     }
-}
-
-/// A certificate just issued.
-#[derive(Debug, Clone)]
-pub struct Issued {
-    /// The certificate, PEM.
-    pub cert_pem: String,
-    /// When it stops being valid.
-    pub not_after: DateTime<Utc>,
 }
 
 /// The Switchyard certificate authority: a CA certificate and its key.
@@ -170,7 +161,7 @@ impl Authority {
         csr_der: &[u8],
         identity: &SpiffeId,
         ttl: Duration,
-    ) -> Result<Issued, PkiError> {
+    ) -> Result<AgentCertificate, PkiError> {
         let csr = CertificateSigningRequestParams::from_der(&csr_der.into())
             .map_err(rcgen_error("reading the certificate signing request"))?;
         let uri = identity
@@ -188,9 +179,11 @@ impl Authority {
         let cert = params
             .signed_by(&csr.public_key, &self.issuer)
             .map_err(rcgen_error("signing the agent certificate"))?;
-        Ok(Issued {
+        Ok(AgentCertificate {
             cert_pem: cert.pem(),
-            not_after: to_chrono(params.not_after),
+            ca_pem: self.cert_pem.clone(),
+            expires_at: to_chrono(params.not_after),
+            identity: identity.clone(),
         })
     }
 
@@ -217,6 +210,44 @@ impl Authority {
             .map_err(rcgen_error("signing the server certificate"))?;
         Ok((cert.pem(), key.serialize_pem()))
     }
+}
+
+/// The CA that signs agents' certificates, and for how long: what enrollment and renewal use.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    /// The CA.
+    pub authority: Arc<Authority>,
+    /// The lifetime of every agent certificate.
+    pub cert_ttl: Duration,
+}
+
+impl Signer {
+    /// A certificate for `identity` over the key of `csr` (PKCS #10, DER); a request that does
+    /// not parse or verify is `InvalidArgument` on field `csr`.
+    pub fn certify(
+        &self,
+        identity: &SpiffeId,
+        csr: &[u8],
+    ) -> switchyard_types::Result<AgentCertificate> {
+        self.authority
+            .issue_agent(csr, identity, self.cert_ttl)
+            .map_err(|e| switchyard_types::Error::invalid("csr", e.to_string()))
+    }
+}
+
+/// Checks that `csr_der` is a PKCS #10 request whose signature verifies (its signer holds the
+/// key it names).
+pub fn verify_csr(csr_der: &[u8]) -> Result<(), PkiError> {
+    CertificateSigningRequestParams::from_der(&csr_der.into())
+        .map(drop)
+        .map_err(rcgen_error("reading the certificate signing request"))
+}
+
+/// The DER of the certificate signing request in `pem`.
+pub fn csr_from_pem(pem: &str) -> Result<Vec<u8>, PkiError> {
+    rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
+        .map(|der| der.as_ref().to_vec())
+        .map_err(|e| PkiError::Invalid(format!("not a PEM certificate signing request: {e}")))
 }
 
 /// An agent's key pair (ECDSA P-256); the private key stays on the agent.

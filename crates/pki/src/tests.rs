@@ -19,7 +19,8 @@ fn an_agent_certificate_carries_the_identity_the_ca_chose() {
         .unwrap();
     assert_eq!(agent_identity_pem(&issued.cert_pem).unwrap(), id);
     let (from, until) = validity(&issued.cert_pem).unwrap();
-    assert_eq!(until, issued.not_after);
+    assert_eq!(until, issued.expires_at);
+    assert_eq!(issued.ca_pem, ca.cert_pem());
     let span = (until - from).num_seconds();
     assert!((3600 + 290..=3600 + 310).contains(&span), "{span}");
 }
@@ -28,6 +29,7 @@ fn an_agent_certificate_carries_the_identity_the_ca_chose() {
 fn a_tampered_signing_request_is_refused() {
     let ca = Authority::generate("test CA").unwrap();
     let mut csr = AgentKey::generate().unwrap().csr_der().unwrap();
+    verify_csr(&csr).unwrap();
     let last = csr.len() - 1;
     csr[last] ^= 0xff;
     assert!(

@@ -1,12 +1,22 @@
-//! [`AgentStore`] on SQLite: instants are this process's clock, in milliseconds.
+//! [`AgentStore`] on SQLite: instants are this process's clock, in milliseconds. Its one
+//! connection serialises every transaction, so an enrollment is a plain read-decide-write
+//! transaction, and of concurrent enrollments with one token the later ones find it used.
 
 use async_trait::async_trait;
-use switchyard_types::{Agent, AgentHello, AgentId, AgentStatus, Error, Result, TenantId};
+use sqlx::SqlitePool;
+use switchyard_types::{
+    Agent, AgentHello, AgentId, AgentStatus, Enrollment, Error, NewRegistrationToken,
+    RegistrationToken, RegistrationTokenId, Result, TenantId,
+};
 use uuid::Uuid;
 
 use crate::agents::AgentStore;
 use crate::error::from_sqlx;
-use crate::identity_rows::{at, corrupt, missing, tenant_id, uuid};
+use crate::identity_rows::{
+    PresentedTokenRow, at, connect_refused, corrupt, missing, name_taken, presented_token,
+    tenant_id, uuid,
+};
+use crate::rows::millis;
 use crate::sqlite::{SqliteStore, now_ms};
 
 #[derive(sqlx::FromRow)]
@@ -47,34 +57,108 @@ impl TryFrom<AgentRow> for Agent {
 const COLUMNS: &str = "id, tenant_id, name, pool, labels, status, capacity, running, version, \
                        last_heartbeat_at, created_at";
 
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    id: String,
+    tenant_id: String,
+    pool: String,
+    created_by: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+    agent_id: Option<String>,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<TokenRow> for RegistrationToken {
+    type Error = Error;
+
+    fn try_from(r: TokenRow) -> Result<RegistrationToken> {
+        Ok(RegistrationToken {
+            id: uuid(&r.id)?,
+            tenant: tenant_id(&r.tenant_id)?,
+            pool: r.pool,
+            created_by: r.created_by,
+            created_at: at(r.created_at)?,
+            expires_at: at(r.expires_at)?,
+            used_at: r.used_at.map(at).transpose()?,
+            agent_id: r.agent_id.as_deref().map(uuid).transpose()?,
+            revoked_at: r.revoked_at.map(at).transpose()?,
+        })
+    }
+}
+
+/// Registers (or re-registers) an agent by name, keeping the id of an existing one.
+async fn connect_by_name(pool: &SqlitePool, hello: &AgentHello) -> Result<Agent> {
+    let row: AgentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO agents (id, tenant_id, name, pool, labels, status, capacity, version,
+                             session_id, last_heartbeat_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
+         ON CONFLICT (tenant_id, name) DO UPDATE SET
+             pool = excluded.pool, labels = excluded.labels, status = excluded.status,
+             capacity = excluded.capacity, version = excluded.version,
+             session_id = excluded.session_id, running = 0,
+             last_heartbeat_at = excluded.last_heartbeat_at
+         RETURNING {COLUMNS}"
+    )))
+    .bind(Uuid::now_v7().to_string())
+    .bind(hello.tenant.as_str())
+    .bind(&hello.name)
+    .bind(&hello.pool)
+    .bind(serde_json::json!(hello.labels).to_string())
+    .bind(AgentStatus::Healthy.as_i16())
+    .bind(i64::from(hello.capacity))
+    .bind(&hello.version)
+    .bind(hello.session.to_string())
+    .bind(now_ms())
+    .fetch_one(pool)
+    .await
+    .map_err(missing(format!("tenant {}", hello.tenant)))?;
+    row.try_into()
+}
+
+/// Connects enrolled agent `id`: live, and in `hello.pool`.
+async fn connect_enrolled(
+    pool: &SqlitePool,
+    id: AgentId,
+    hello: &AgentHello,
+) -> Result<Option<Agent>> {
+    let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE agents SET labels = ?4, status = ?5, capacity = ?6, version = ?7,
+                           session_id = ?8, running = 0, last_heartbeat_at = ?9
+         WHERE tenant_id = ?1 AND id = ?2 AND pool = ?3 AND status <> ?10
+         RETURNING {COLUMNS}"
+    )))
+    .bind(hello.tenant.as_str())
+    .bind(id.to_string())
+    .bind(&hello.pool)
+    .bind(serde_json::json!(hello.labels).to_string())
+    .bind(AgentStatus::Healthy.as_i16())
+    .bind(i64::from(hello.capacity))
+    .bind(&hello.version)
+    .bind(hello.session.to_string())
+    .bind(now_ms())
+    .bind(AgentStatus::Terminated.as_i16())
+    .fetch_optional(pool)
+    .await
+    .map_err(from_sqlx)?;
+    row.map(Agent::try_from).transpose()
+}
+
 #[async_trait]
 impl AgentStore for SqliteStore {
     async fn connect_agent(&self, hello: &AgentHello) -> Result<Agent> {
-        let row: AgentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO agents (id, tenant_id, name, pool, labels, status, capacity, version,
-                                 session_id, last_heartbeat_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
-             ON CONFLICT (tenant_id, name) DO UPDATE SET
-                 pool = excluded.pool, labels = excluded.labels, status = excluded.status,
-                 capacity = excluded.capacity, version = excluded.version,
-                 session_id = excluded.session_id, running = 0,
-                 last_heartbeat_at = excluded.last_heartbeat_at
-             RETURNING {COLUMNS}"
-        )))
-        .bind(Uuid::now_v7().to_string())
-        .bind(hello.tenant.as_str())
-        .bind(&hello.name)
-        .bind(&hello.pool)
-        .bind(serde_json::json!(hello.labels).to_string())
-        .bind(AgentStatus::Healthy.as_i16())
-        .bind(i64::from(hello.capacity))
-        .bind(&hello.version)
-        .bind(hello.session.to_string())
-        .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(missing(format!("tenant {}", hello.tenant)))?;
-        row.try_into()
+        let Some(id) = hello.id else {
+            return connect_by_name(&self.pool, hello).await;
+        };
+        match connect_enrolled(&self.pool, id, hello).await? {
+            Some(agent) => Ok(agent),
+            None => Err(connect_refused(
+                id,
+                &hello.pool,
+                self.agent(&hello.tenant, id).await,
+            )),
+        }
     }
 
     async fn agent_heartbeat(
@@ -86,13 +170,14 @@ impl AgentStore for SqliteStore {
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE agents SET last_heartbeat_at = ?4, running = ?5
-             WHERE tenant_id = ?1 AND id = ?2 AND session_id = ?3",
+             WHERE tenant_id = ?1 AND id = ?2 AND session_id = ?3 AND status <> ?6",
         )
         .bind(tenant.as_str())
         .bind(id.to_string())
         .bind(session.to_string())
         .bind(now_ms())
         .bind(i64::from(running))
+        .bind(AgentStatus::Terminated.as_i16())
         .execute(&self.pool)
         .await
         .map_err(from_sqlx)?;
@@ -108,12 +193,13 @@ impl AgentStore for SqliteStore {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE agents SET status = ?4, session_id = NULL
-             WHERE tenant_id = ?1 AND id = ?2 AND session_id = ?3",
+             WHERE tenant_id = ?1 AND id = ?2 AND session_id = ?3 AND status <> ?5",
         )
         .bind(tenant.as_str())
         .bind(id.to_string())
         .bind(session.to_string())
         .bind(status.as_i16())
+        .bind(AgentStatus::Terminated.as_i16())
         .execute(&self.pool)
         .await
         .map_err(from_sqlx)?;
@@ -145,5 +231,135 @@ impl AgentStore for SqliteStore {
         .map_err(from_sqlx)?;
         row.ok_or_else(|| Error::not_found(format!("agent {id}")))?
             .try_into()
+    }
+
+    async fn deregister_agent(&self, tenant: &TenantId, id: AgentId) -> Result<Agent> {
+        let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE agents SET status = ?3, session_id = NULL
+             WHERE tenant_id = ?1 AND id = ?2
+             RETURNING {COLUMNS}"
+        )))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .bind(AgentStatus::Terminated.as_i16())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        row.ok_or_else(|| Error::not_found(format!("agent {id}")))?
+            .try_into()
+    }
+
+    async fn create_registration_token(
+        &self,
+        token: &NewRegistrationToken,
+    ) -> Result<RegistrationToken> {
+        let now = now_ms();
+        let row: TokenRow = sqlx::query_as(concat!(
+            "INSERT INTO registration_tokens (id, tenant_id, pool, digest, created_by, created_at,
+                                              expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING ",
+            token_columns!()
+        ))
+        .bind(token.id.to_string())
+        .bind(token.tenant.as_str())
+        .bind(&token.pool)
+        .bind(token.digest.as_slice())
+        .bind(&token.created_by)
+        .bind(now)
+        .bind(now.saturating_add(millis(token.ttl)))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(missing(format!("tenant {}", token.tenant)))?;
+        row.try_into()
+    }
+
+    async fn list_registration_tokens(&self, tenant: &TenantId) -> Result<Vec<RegistrationToken>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM registration_tokens WHERE tenant_id = ?1 ORDER BY created_at DESC, rowid DESC"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        rows.into_iter().map(RegistrationToken::try_from).collect()
+    }
+
+    async fn revoke_registration_token(
+        &self,
+        tenant: &TenantId,
+        id: RegistrationTokenId,
+    ) -> Result<RegistrationToken> {
+        let row: Option<TokenRow> = sqlx::query_as(concat!(
+            "UPDATE registration_tokens SET revoked_at = COALESCE(revoked_at, ?3)
+             WHERE id = ?1 AND tenant_id = ?2 RETURNING ",
+            token_columns!()
+        ))
+        .bind(id.to_string())
+        .bind(tenant.as_str())
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        row.ok_or_else(|| Error::not_found(format_args!("registration token {id}")))?
+            .try_into()
+    }
+
+    async fn enroll_agent(&self, enrollment: &Enrollment) -> Result<(RegistrationToken, Agent)> {
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        // Read once this transaction holds the one connection: never before an earlier
+        // enrollment's commit.
+        let now = now_ms();
+        let row: Option<PresentedTokenRow<TokenRow>> = sqlx::query_as(concat!(
+            "SELECT ",
+            token_columns!(),
+            ", digest, expires_at <= ?2 AS expired FROM registration_tokens WHERE id = ?1"
+        ))
+        .bind(enrollment.token.to_string())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        let token = presented_token(row, &enrollment.digest)?;
+        // A new agent, or a new one in place of a deregistered agent of that name; a live one
+        // of that name keeps it, and the transaction rolls back.
+        let agent: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO agents (id, tenant_id, name, pool, labels, status, capacity, version,
+                                 last_heartbeat_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, '', ?7, ?7)
+             ON CONFLICT (tenant_id, name) DO UPDATE SET
+                 id = excluded.id, pool = excluded.pool, labels = excluded.labels,
+                 status = excluded.status, capacity = 0, running = 0, version = '',
+                 session_id = NULL, last_heartbeat_at = excluded.last_heartbeat_at,
+                 created_at = excluded.created_at
+             WHERE agents.status = ?8
+             RETURNING {COLUMNS}"
+        )))
+        .bind(Uuid::now_v7().to_string())
+        .bind(token.tenant.as_str())
+        .bind(&enrollment.name)
+        .bind(&token.pool)
+        .bind(serde_json::json!(enrollment.labels).to_string())
+        .bind(AgentStatus::Offline.as_i16())
+        .bind(now)
+        .bind(AgentStatus::Terminated.as_i16())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        let agent = Agent::try_from(agent.ok_or_else(|| name_taken(&enrollment.name))?)?;
+        let used: TokenRow = sqlx::query_as(concat!(
+            "UPDATE registration_tokens SET used_at = ?2, agent_id = ?3 WHERE id = ?1
+             RETURNING ",
+            token_columns!()
+        ))
+        .bind(token.id.to_string())
+        .bind(now)
+        .bind(agent.id.to_string())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok((used.try_into()?, agent))
     }
 }

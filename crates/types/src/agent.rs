@@ -124,12 +124,7 @@ impl FromStr for SpiffeId {
         let ["tenant", tenant, "pool", pool, "agent", agent] = parts.as_slice() else {
             return Err(bad());
         };
-        let pool_ok = !pool.is_empty()
-            && pool.len() <= 64
-            && pool
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if !pool_ok {
+        if !is_pool_name(pool) {
             return Err(bad());
         }
         Ok(SpiffeId {
@@ -138,6 +133,27 @@ impl FromStr for SpiffeId {
             agent: Uuid::try_parse(agent).map_err(|_| bad())?,
         })
     }
+}
+
+/// Whether `s` is a valid pool name: 1–64 characters of `[A-Za-z0-9._-]`.
+pub fn is_pool_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// An agent's client certificate, as handed to the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCertificate {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// When the certificate expires.
+    pub expires_at: DateTime<Utc>,
+    /// The identity it names.
+    pub identity: SpiffeId,
 }
 
 /// A registration token's id, embedded in the token (`syt_<id>_<secret>`).

@@ -6,13 +6,14 @@ mod identity;
 #[macro_use]
 mod job;
 mod principal;
+mod validate;
 
 // After `job`, whose `upper_enum!` it uses.
 mod agent;
 
 pub use agent::{
-    Agent, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken, RegistrationToken,
-    RegistrationTokenId, SpiffeId,
+    Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken,
+    RegistrationToken, RegistrationTokenId, SpiffeId, is_pool_name,
 };
 pub use error::{Error, ErrorKind, FieldViolation, Result};
 pub use identity::{
@@ -25,3 +26,4 @@ pub use job::{
     Page, Priority, QueueStats, ReapReport, TenantId,
 };
 pub use principal::{Principal, PrincipalKind, Scope, ScopeSet};
+pub use validate::Violations;

@@ -37,6 +37,7 @@ impl Agent {
                 tracing::info!(reason = %drain.reason, "server draining: reconnecting");
                 self.disconnect(None);
             }
+            Message::Certificate(_) => tracing::warn!("ignoring an unrequested Certificate"),
         }
     }
 

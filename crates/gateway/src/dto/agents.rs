@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use switchyard_types::{Agent, AgentStatus, Labels};
+use switchyard_types::{Agent, AgentCertificate, AgentStatus, Labels, RegistrationToken};
 use utoipa::{IntoParams, ToSchema};
 
 use super::LabelsSchema;
@@ -65,4 +65,110 @@ impl From<Agent> for AgentView {
 pub struct ListAgentsQuery {
     /// Only agents of this pool.
     pub pool: Option<String>,
+}
+
+/// `POST /api/agents/register`: enroll an agent with a registration token.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAgentBody {
+    /// The registration token (`syt_…`).
+    pub token: String,
+    /// The agent's name, unique in the tenant.
+    #[schema(example = "builder-1")]
+    pub name: String,
+    /// The labels it offers.
+    #[serde(default)]
+    #[schema(value_type = LabelsSchema)]
+    pub labels: Labels,
+    /// A PKCS #10 certificate signing request for the agent's key, PEM.
+    pub csr_pem: String,
+}
+
+/// A certificate signed by the Switchyard CA.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CertificateView {
+    /// The certificate, PEM.
+    pub certificate_pem: String,
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// When the certificate expires.
+    pub expires_at: DateTime<Utc>,
+    /// The identity it names (`spiffe://switchyard/tenant/T/pool/P/agent/A`).
+    pub spiffe_id: String,
+}
+
+impl From<AgentCertificate> for CertificateView {
+    fn from(c: AgentCertificate) -> Self {
+        CertificateView {
+            certificate_pem: c.cert_pem,
+            ca_pem: c.ca_pem,
+            expires_at: c.expires_at,
+            spiffe_id: c.identity.to_string(),
+        }
+    }
+}
+
+/// An agent just enrolled, with its certificate.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EnrolledView {
+    /// The registered agent.
+    pub agent: AgentView,
+    /// Its certificate.
+    pub certificate: CertificateView,
+}
+
+/// A registration token, without its secret.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RegistrationTokenView {
+    /// Its id.
+    pub id: String,
+    /// The pool an agent enrolled with it joins.
+    pub pool: String,
+    /// Who created it.
+    pub created_by: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// When it was used, if it was.
+    pub used_at: Option<DateTime<Utc>>,
+    /// The agent it enrolled, if it was used.
+    pub agent_id: Option<String>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<RegistrationToken> for RegistrationTokenView {
+    fn from(t: RegistrationToken) -> Self {
+        RegistrationTokenView {
+            id: t.id.to_string(),
+            pool: t.pool,
+            created_by: t.created_by,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            used_at: t.used_at,
+            agent_id: t.agent_id.map(|id| id.to_string()),
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+/// `POST /api/agents/registration-tokens`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRegistrationTokenBody {
+    /// The pool the enrolled agent joins.
+    #[schema(example = "build")]
+    pub pool: String,
+    /// How long the token stays valid: 60 s to 30 days (default 3600).
+    pub ttl_seconds: Option<u32>,
+}
+
+/// A new registration token: the token is shown here and never again.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreatedRegistrationTokenView {
+    /// The token to hand to `switchyard agent enroll --token` (`syt_…`).
+    pub token: String,
+    /// Its record.
+    pub registration_token: RegistrationTokenView,
 }

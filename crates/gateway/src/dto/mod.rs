@@ -65,7 +65,10 @@ enum_schema!(
 // After `enum_schema!`, which it uses.
 pub mod agents;
 
-pub use agents::{AgentView, ListAgentsQuery};
+pub use agents::{
+    AgentView, CertificateView, CreateRegistrationTokenBody, CreatedRegistrationTokenView,
+    EnrolledView, ListAgentsQuery, RegisterAgentBody, RegistrationTokenView,
+};
 
 /// The OpenAPI schema of labels: a map from label name to value (both strings).
 #[derive(Debug, Clone, Copy)]

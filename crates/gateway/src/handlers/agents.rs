@@ -1,15 +1,23 @@
-//! The agent registry routes (DESIGN §3.2): list and get. Paths are relative to the API mount.
+//! The agent routes (DESIGN §3.2): the registry (list, get, deregister), enrollment and
+//! registration tokens. Paths are relative to the API mount.
+
+use std::time::Duration;
 
 use axum::extract::{Path, State};
+use switchyard_auth::{Enrollments, Secret};
 use switchyard_core::Agents;
 use switchyard_types::Error;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use crate::AppState;
-use crate::dto::{AgentView, ListAgentsQuery};
+use crate::dto::{
+    AgentView, CreateRegistrationTokenBody, CreatedRegistrationTokenView, EnrolledView,
+    ListAgentsQuery, RegisterAgentBody, RegistrationTokenView,
+};
 use crate::envelope::{ApiError, Data};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::openapi::{Failure, Success};
 use crate::principal::Caller;
 
@@ -20,6 +28,24 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_agents))
         .routes(routes!(get_agent))
+        .routes(routes!(deregister_agent))
+        .routes(routes!(register_agent))
+        .routes(routes!(create_registration_token, list_registration_tokens))
+        .routes(routes!(revoke_registration_token))
+}
+
+fn enrollments(state: &AppState) -> Result<&Enrollments, ApiError> {
+    state.enrollments.as_ref().ok_or_else(|| {
+        ApiError(Error::unavailable(
+            "enrollment is not served by this server",
+        ))
+    })
+}
+
+fn uuid(value: &str, field: &str) -> Result<Uuid, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError(Error::invalid(field, "is not a valid id (UUID)")))
 }
 
 fn agents(state: &AppState) -> Result<&Agents, ApiError> {
@@ -50,8 +76,82 @@ async fn get_agent(
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Reply<AgentView> {
-    let id = id
-        .parse()
-        .map_err(|_| ApiError(Error::invalid("id", "is not a valid agent id (UUID)")))?;
+    let id = uuid(&id, "id")?;
     Ok(Data::ok(agents(&state)?.get(&who, id).await?.into()))
+}
+
+/// Deregisters an agent: its certificate is refused from now on (idempotent).
+#[utoipa::path(post, path = "/agents/{id}/deregister", tag = "agents",
+    params(("id" = String, Path, description = "Agent id (UUID)")),
+    responses((status = 200, body = Success<AgentView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn deregister_agent(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Reply<AgentView> {
+    let id = uuid(&id, "id")?;
+    Ok(Data::ok(agents(&state)?.deregister(&who, id).await?.into()))
+}
+
+/// Enrolls an agent: a registration token (the only credential needed) and a signing request
+/// for the agent's key buy a client certificate. The token works once.
+#[utoipa::path(post, path = "/agents/register", tag = "agents", request_body = RegisterAgentBody,
+    responses((status = 201, body = Success<EnrolledView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn register_agent(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RegisterAgentBody>,
+) -> Reply<EnrolledView> {
+    let csr = switchyard_pki::csr_from_pem(&body.csr_pem)
+        .map_err(|e| ApiError(Error::invalid("csr_pem", e.to_string())))?;
+    let enrolled = enrollments(&state)?
+        .enroll(&Secret::new(body.token), &body.name, body.labels, &csr)
+        .await?;
+    Ok(Data::created(EnrolledView {
+        agent: enrolled.agent.into(),
+        certificate: enrolled.certificate.into(),
+    }))
+}
+
+/// Creates a one-time registration token for a pool; the token is in this response only.
+#[utoipa::path(post, path = "/agents/registration-tokens", tag = "agents", request_body = CreateRegistrationTokenBody,
+    responses((status = 201, body = Success<CreatedRegistrationTokenView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn create_registration_token(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<CreateRegistrationTokenBody>,
+) -> Reply<CreatedRegistrationTokenView> {
+    let ttl = body.ttl_seconds.map(|s| Duration::from_secs(s.into()));
+    let (stored, token) = enrollments(&state)?
+        .create_token(&who, &body.pool, ttl)
+        .await?;
+    Ok(Data::created(CreatedRegistrationTokenView {
+        token: token.expose().to_owned(),
+        registration_token: stored.into(),
+    }))
+}
+
+/// The tenant's registration tokens, newest first, used, expired and revoked ones included.
+#[utoipa::path(get, path = "/agents/registration-tokens", tag = "agents",
+    responses((status = 200, body = Success<Vec<RegistrationTokenView>>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn list_registration_tokens(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Reply<Vec<RegistrationTokenView>> {
+    let tokens = enrollments(&state)?.list_tokens(&who).await?;
+    Ok(Data::ok(tokens.into_iter().map(Into::into).collect()))
+}
+
+/// Revokes a registration token (idempotent).
+#[utoipa::path(delete, path = "/agents/registration-tokens/{id}", tag = "agents",
+    params(("id" = String, Path, description = "Token id (UUID)")),
+    responses((status = 200, body = Success<RegistrationTokenView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn revoke_registration_token(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Reply<RegistrationTokenView> {
+    let id = uuid(&id, "id")?;
+    Ok(Data::ok(
+        enrollments(&state)?.revoke_token(&who, id).await?.into(),
+    ))
 }

@@ -1,6 +1,6 @@
-//! Agents: the registry record.
+//! Agents: the registry record, certificates and registration tokens.
 
-use switchyard_types::{Agent, AgentStatus};
+use switchyard_types::{Agent, AgentCertificate, AgentStatus, RegistrationToken};
 
 use super::timestamp;
 use crate::v1 as pb;
@@ -32,6 +32,32 @@ impl From<Agent> for pb::Agent {
             last_heartbeat_at: Some(timestamp(a.last_heartbeat_at)),
             created_at: Some(timestamp(a.created_at)),
             version: a.version,
+        }
+    }
+}
+
+impl From<AgentCertificate> for pb::Certificate {
+    fn from(c: AgentCertificate) -> Self {
+        pb::Certificate {
+            certificate_pem: c.cert_pem,
+            ca_pem: c.ca_pem,
+            expires_at: Some(timestamp(c.expires_at)),
+            spiffe_id: c.identity.to_string(),
+        }
+    }
+}
+
+impl From<RegistrationToken> for pb::RegistrationToken {
+    fn from(t: RegistrationToken) -> Self {
+        pb::RegistrationToken {
+            id: t.id.to_string(),
+            pool: t.pool,
+            created_by: t.created_by,
+            created_at: Some(timestamp(t.created_at)),
+            expires_at: Some(timestamp(t.expires_at)),
+            used_at: t.used_at.map(timestamp),
+            agent_id: t.agent_id.map(|id| id.to_string()).unwrap_or_default(),
+            revoked_at: t.revoked_at.map(timestamp),
         }
     }
 }
