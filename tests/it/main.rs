@@ -2,6 +2,7 @@
 //! PostgreSQL and SQLite, readiness, configuration failures, and bad input.
 
 mod agents;
+mod agents_mtls;
 mod auth;
 mod cli;
 mod config;

@@ -18,7 +18,7 @@ use crate::secret::{Secret, new_registration_token, parse_registration_token};
 /// How long a registration token stays valid unless its creator says otherwise.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// The shortest validity a token may be given.
-pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(60);
+pub const MIN_TOKEN_TTL: Duration = Duration::from_secs(1);
 /// The longest validity a token may be given.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 

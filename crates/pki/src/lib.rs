@@ -253,6 +253,12 @@ pub fn csr_from_pem(pem: &str) -> Result<Vec<u8>, PkiError> {
 /// An agent's key pair (ECDSA P-256); the private key stays on the agent.
 pub struct AgentKey(KeyPair);
 
+impl std::fmt::Debug for AgentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AgentKey(***)")
+    }
+}
+
 impl AgentKey {
     /// A new key.
     pub fn generate() -> Result<Self, PkiError> {

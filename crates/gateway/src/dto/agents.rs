@@ -160,7 +160,7 @@ pub struct CreateRegistrationTokenBody {
     /// The pool the enrolled agent joins.
     #[schema(example = "build")]
     pub pool: String,
-    /// How long the token stays valid: 60 s to 30 days (default 3600).
+    /// How long the token stays valid: 1 s to 30 days (default 3600).
     pub ttl_seconds: Option<u32>,
 }
 
