@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `switchyard` binary over real sockets: REST and gRPC on
 //! PostgreSQL and SQLite, readiness, configuration failures, and bad input.
 
+mod agent_states;
 mod agents;
 mod agents_mtls;
 mod auth;

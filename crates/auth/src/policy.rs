@@ -118,7 +118,11 @@ pub static RULES: &[Rule] = &[
         ],
     ),
     // Agents: the stream takes the agent's certificate; enrolling, its registration token.
-    rule(Agent, &[], &["AgentService/Connect"]),
+    rule(
+        Agent,
+        &["POST /agents/{id}/heartbeat"],
+        &["AgentService/Connect", "AgentService/Heartbeat"],
+    ),
     rule(Public, &["POST /agents/register"], &["AgentService/Enroll"]),
     rule(
         S(AgentsRead),
@@ -129,12 +133,14 @@ pub static RULES: &[Rule] = &[
         S(AgentsAdmin),
         &[
             "POST /agents/{id}/deregister",
+            "POST /agents/{id}/status",
             "GET /agents/registration-tokens",
             "POST /agents/registration-tokens",
             "DELETE /agents/registration-tokens/{id}",
         ],
         &[
             "AgentService/DeregisterAgent",
+            "AgentService/SetAgentStatus",
             "AgentService/CreateRegistrationToken",
             "AgentService/ListRegistrationTokens",
             "AgentService/RevokeRegistrationToken",

@@ -9,17 +9,25 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use switchyard_bus::Event;
 use switchyard_pki::Signer;
-use switchyard_store::AgentStore;
+use switchyard_store::{AgentStore, Beat};
 use switchyard_types::{
     Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Error, ErrorKind, Job, JobId,
     JobState, Labels, Outcome, Principal, Result, SpiffeId,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::queue::{ClaimJobs, Queue};
 use crate::validate::Violations;
+
+/// How many heartbeat intervals an agent may withhold free slots while work waits before it is
+/// `DEGRADED`.
+pub const DEAF_INTERVALS: u32 = 3;
+
+/// Leeway for the database clock, which stamps heartbeats, against this replica's (at most
+/// half an interval).
+const CLOCK_SLACK: Duration = Duration::from_secs(1);
 
 /// Timings of the stream; the defaults are the documented ones.
 #[derive(Debug, Clone)]
@@ -157,12 +165,13 @@ impl Agents {
             v.name("pool", pool);
             v.finish()?;
         }
-        self.store.list_agents(&who.tenant, pool).await
+        let agents = self.store.list_agents(&who.tenant, pool).await?;
+        Ok(agents.into_iter().map(|a| self.present(a)).collect())
     }
 
     /// One of the caller's agents.
     pub async fn get(&self, who: &Principal, id: AgentId) -> Result<Agent> {
-        self.store.agent(&who.tenant, id).await
+        Ok(self.present(self.store.agent(&who.tenant, id).await?))
     }
 
     /// Deregisters one of the caller's agents: `TERMINATED`, its certificate refused from now
@@ -171,6 +180,85 @@ impl Agents {
         let agent = self.store.deregister_agent(&who.tenant, id).await?;
         tracing::info!(agent = %id, name = %agent.name, by = %who.subject, "agent deregistered");
         Ok(agent)
+    }
+
+    /// An operator sets an agent's status: `TERMINATING` drains it (it finishes its jobs and
+    /// takes no new ones, from its next heartbeat on), `HEALTHY` undrains it.
+    pub async fn set_status(
+        &self,
+        who: &Principal,
+        id: AgentId,
+        status: AgentStatus,
+    ) -> Result<Agent> {
+        let draining = match status {
+            AgentStatus::Terminating => true,
+            AgentStatus::Healthy => false,
+            AgentStatus::Registering
+            | AgentStatus::Degraded
+            | AgentStatus::Unhealthy
+            | AgentStatus::Offline
+            | AgentStatus::Terminated => {
+                return Err(Error::invalid(
+                    "status",
+                    "must be TERMINATING (drain) or HEALTHY (undrain); deregister to terminate",
+                ));
+            }
+        };
+        let agent = self
+            .store
+            .set_agent_draining(&who.tenant, id, draining)
+            .await?;
+        tracing::info!(agent = %id, name = %agent.name, draining, by = %who.subject, "agent drain set");
+        Ok(self.present(agent))
+    }
+
+    /// A heartbeat without a stream, for simple clients: agent `id`, or the agent the caller's
+    /// certificate names (`certified`). Clients heartbeat every interval or show `UNHEALTHY`.
+    pub async fn heartbeat(
+        &self,
+        who: &Principal,
+        certified: Option<&SpiffeId>,
+        id: Option<AgentId>,
+    ) -> Result<Agent> {
+        let id = match (certified, id) {
+            (Some(c), None) => c.agent,
+            (Some(c), Some(id)) if c.agent == id => id,
+            (Some(_), Some(_)) => {
+                return Err(Error::new(
+                    ErrorKind::PermissionDenied,
+                    "a certificate speaks for its own agent only",
+                ));
+            }
+            (None, Some(id)) => id,
+            (None, None) => return Err(Error::invalid("agent_id", "is required")),
+        };
+        Ok(self.present(self.store.touch_agent(&who.tenant, id).await?))
+    }
+
+    /// `agent` as callers see it: a connected agent whose heartbeats are two intervals late is
+    /// `UNHEALTHY`, three (its replica is gone) `OFFLINE`; a drained one is `TERMINATING`.
+    fn present(&self, mut agent: Agent) -> Agent {
+        let connected = matches!(
+            agent.status,
+            AgentStatus::Registering | AgentStatus::Healthy | AgentStatus::Degraded
+        );
+        if connected {
+            let interval = self.config.heartbeat_interval;
+            let slack = CLOCK_SLACK.min(interval / 2);
+            let silent = (chrono::Utc::now() - agent.last_heartbeat_at)
+                .to_std()
+                .unwrap_or_default();
+            agent.status = if silent > interval * 3 + slack {
+                AgentStatus::Offline
+            } else if silent > interval * 2 + slack {
+                AgentStatus::Unhealthy
+            } else if agent.draining {
+                AgentStatus::Terminating
+            } else {
+                agent.status
+            };
+        }
+        agent
     }
 
     /// Serves one agent stream until it ends: `Ok` when the agent closed it, went silent or was
@@ -238,6 +326,10 @@ struct Session {
     /// Free slots granted and not yet used.
     credits: Arc<Mutex<u32>>,
     more_credits: Arc<Notify>,
+    /// Whether an operator drains the agent (learnt at each heartbeat): no new work.
+    draining: watch::Sender<bool>,
+    /// Since when the agent has offered fewer slots than it has free, if it has.
+    withholding_since: Mutex<Option<tokio::time::Instant>>,
     stop: CancellationToken,
 }
 
@@ -266,6 +358,7 @@ impl Session {
             })
             .await?;
         tracing::info!(agent = %agent.name, pool = %agent.pool, tenant = %who.tenant, "agent connected");
+        let agent_draining = agent.draining;
         let s = Session {
             agents: agents.clone(),
             who,
@@ -276,6 +369,8 @@ impl Session {
             held: Arc::default(),
             credits: Arc::default(),
             more_credits: Arc::default(),
+            draining: watch::Sender::new(agent_draining),
+            withholding_since: Mutex::new(None),
             stop: CancellationToken::new(),
         };
         s.send(ToAgent::Welcome {
@@ -484,7 +579,8 @@ impl Session {
         }
     }
 
-    /// Renews every lease the agent holds and records the heartbeat.
+    /// Renews every lease the agent holds and records the heartbeat, with the agent's state as
+    /// this stream sees it; learns whether an operator drains it.
     async fn heartbeat(&self) -> Result<()> {
         let held: Vec<(JobId, u32)> = self.held().iter().map(|(id, a)| (*id, *a)).collect();
         let mut renewed = 0;
@@ -494,20 +590,62 @@ impl Session {
             }
         }
         let running = u32::try_from(self.held().len()).unwrap_or(u32::MAX);
-        let current = self
+        let status = if self.deaf().await? {
+            AgentStatus::Degraded
+        } else {
+            AgentStatus::Healthy
+        };
+        let draining = self
             .agents
             .store
-            .agent_heartbeat(&self.who.tenant, self.agent.id, self.session, running)
+            .agent_heartbeat(
+                &self.who.tenant,
+                self.agent.id,
+                self.session,
+                &Beat { running, status },
+            )
             .await?;
-        if !current {
+        let Some(draining) = draining else {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 "this stream no longer speaks for the agent: a newer stream replaced it, or the \
                  agent was deregistered",
             ));
+        };
+        if self.draining.send_replace(draining) != draining {
+            tracing::info!(agent = %self.agent.name, draining, "agent drain changed");
+            self.more_credits.notify_one();
         }
         self.send(ToAgent::HeartbeatAck(renewed)).await;
         Ok(())
+    }
+
+    /// Whether the agent is "deaf": for [`DEAF_INTERVALS`] heartbeat intervals it has offered
+    /// fewer slots than it has free while matching work waits in its pool.
+    async fn deaf(&self) -> Result<bool> {
+        let free = self
+            .agent
+            .capacity
+            .saturating_sub(u32::try_from(self.held().len()).unwrap_or(u32::MAX));
+        let offered = *self.credits.lock().unwrap_or_else(|e| e.into_inner());
+        let since = {
+            let mut since = self
+                .withholding_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if offered >= free || *self.draining.borrow() {
+                *since = None;
+                return Ok(false);
+            }
+            *since.get_or_insert_with(tokio::time::Instant::now)
+        };
+        if since.elapsed() < self.agents.config.heartbeat_interval * DEAF_INTERVALS {
+            return Ok(false);
+        }
+        let waiting = self.agents.queue.stats(&self.who).await?;
+        Ok(waiting
+            .iter()
+            .any(|s| s.pool == self.agent.pool && s.queued > 0))
     }
 
     /// Pushes work while the agent has credits: one claim for as many jobs as it has credits,
@@ -531,10 +669,11 @@ impl Session {
             self.stop.clone(),
             self.out.clone(),
         );
+        let mut draining = self.draining.subscribe();
         async move {
             loop {
                 let want = *credits.lock().unwrap_or_else(|e| e.into_inner());
-                if want == 0 {
+                if want == 0 || *draining.borrow_and_update() {
                     tokio::select! {
                         () = more.notified() => continue,
                         () = stop.cancelled() => return,
@@ -544,7 +683,22 @@ impl Session {
                     max_jobs: Some(want.min(100)),
                     ..claim.clone()
                 };
-                let jobs = match queue.claim_until(&who, req, &stop).await {
+                // A drain ends the wait; what the claim already took is still pushed.
+                let claim_stop = stop.child_token();
+                let claimed = queue.claim_until(&who, req, &claim_stop);
+                tokio::pin!(claimed);
+                let finished = tokio::select! {
+                    claimed = &mut claimed => Some(claimed),
+                    drained = draining.wait_for(|d| *d) => drained.map(drop).ok().and(None),
+                };
+                let claimed = match finished {
+                    Some(claimed) => claimed,
+                    None => {
+                        claim_stop.cancel();
+                        claimed.await
+                    }
+                };
+                let jobs = match claimed {
                     Ok(jobs) => jobs,
                     Err(e) => {
                         tracing::warn!(error = %e, agent = %claim.agent_id, "claim for an agent failed; retrying");

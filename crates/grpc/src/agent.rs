@@ -7,7 +7,7 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use switchyard_auth::{Enrollments, Secret};
 use switchyard_core::{Agents, FromAgent, Hello, ToAgent};
-use switchyard_proto::convert::job_id;
+use switchyard_proto::convert::{agent_status_from_pb, job_id};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::agent_service_server::AgentService;
 use switchyard_types::{Error, Outcome, Result, SpiffeId};
@@ -196,6 +196,42 @@ impl AgentService for AgentGrpc {
         let id = uuid_field(&req.id, "id")?;
         let agent = self.agents.get(&who, id).await.map_err(to_status)?;
         Ok(Response::new(pb::GetAgentResponse {
+            agent: Some(agent.into()),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let certified = request.extensions().get::<SpiffeId>().cloned();
+        let (who, req) = take(request)?;
+        let id = (!req.agent_id.is_empty())
+            .then(|| uuid_field(&req.agent_id, "agent_id"))
+            .transpose()?;
+        let agent = self
+            .agents
+            .heartbeat(&who, certified.as_ref(), id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            agent: Some(agent.into()),
+        }))
+    }
+
+    async fn set_agent_status(
+        &self,
+        request: Request<pb::SetAgentStatusRequest>,
+    ) -> Result<Response<pb::SetAgentStatusResponse>, Status> {
+        let (who, req) = take(request)?;
+        let id = uuid_field(&req.id, "id")?;
+        let status = agent_status_from_pb(req.status, "status").map_err(to_status)?;
+        let agent = self
+            .agents
+            .set_status(&who, id, status)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::SetAgentStatusResponse {
             agent: Some(agent.into()),
         }))
     }

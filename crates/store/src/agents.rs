@@ -10,6 +10,16 @@ use switchyard_types::{
 };
 use uuid::Uuid;
 
+/// What a stream's heartbeat records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    /// Jobs the agent holds.
+    pub running: u32,
+    /// Its state as its stream sees it: `HEALTHY`, or `DEGRADED` when it takes no work while
+    /// work waits.
+    pub status: AgentStatus,
+}
+
 /// Storage of the agent registry.
 #[async_trait]
 pub trait AgentStore: Send + Sync + 'static {
@@ -22,16 +32,30 @@ pub trait AgentStore: Send + Sync + 'static {
     /// and reviving a deregistered one); `NotFound` when the tenant does not exist.
     async fn connect_agent(&self, hello: &AgentHello) -> Result<Agent>;
 
-    /// A heartbeat on stream `session`: records the time and how many jobs the agent holds.
-    /// `false`, changing nothing, when a newer stream of the agent replaced this one or the
-    /// agent was deregistered.
+    /// A heartbeat on stream `session`: records the time, how many jobs the agent holds and
+    /// its state as the stream sees it. Returns whether an operator drains the agent; `None`,
+    /// changing nothing, when a newer stream of the agent replaced this one or the agent was
+    /// deregistered.
     async fn agent_heartbeat(
         &self,
         tenant: &TenantId,
         id: AgentId,
         session: Uuid,
-        running: u32,
-    ) -> Result<bool>;
+        beat: &Beat,
+    ) -> Result<Option<bool>>;
+
+    /// Drains (`true`: no new work, status `TERMINATING` while connected) or undrains an agent.
+    /// `NotFound` when absent or another tenant's, `Conflict` when deregistered.
+    async fn set_agent_draining(
+        &self,
+        tenant: &TenantId,
+        id: AgentId,
+        draining: bool,
+    ) -> Result<Agent>;
+
+    /// A heartbeat without a stream (simple clients): the time, and `HEALTHY`. `NotFound` when
+    /// absent or another tenant's, `Conflict` when deregistered.
+    async fn touch_agent(&self, tenant: &TenantId, id: AgentId) -> Result<Agent>;
 
     /// Stream `session` ended: the agent becomes `status` (`OFFLINE`), unless a newer stream
     /// replaced this one or the agent was deregistered (then nothing changes).

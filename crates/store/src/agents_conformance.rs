@@ -14,7 +14,7 @@ use switchyard_types::{
 use uuid::Uuid;
 
 use crate::identity_conformance::tenant;
-use crate::{AgentStore, Stores};
+use crate::{AgentStore, Beat, Stores};
 
 /// Generates one test per agent conformance check, each on stores from `$make` (an async fn
 /// returning [`Stores`]); the races run on a multi-threaded runtime (`@each`'s second argument:
@@ -30,7 +30,8 @@ macro_rules! agents_conformance_suite {
             a_name_clash_with_a_live_agent_leaves_the_token_unused,
             re_enrollment_over_a_deregistered_agent_gets_a_new_id,
             enrolled_agents_connect_by_id_in_their_pool_until_deregistered,
-            deregistered_agents_stay_terminated);
+            deregistered_agents_stay_terminated,
+            drains_states_and_unary_heartbeats_are_recorded);
         $crate::agents_conformance_suite!(@each $make,
             (flavor = "multi_thread", worker_threads = 4),
             concurrent_enrollments_with_one_token_enroll_once);
@@ -44,6 +45,14 @@ macro_rules! agents_conformance_suite {
             }
         )+
     };
+}
+
+/// A healthy stream's heartbeat holding `running` jobs.
+fn beat(running: u32) -> Beat {
+    Beat {
+        running,
+        status: AgentStatus::Healthy,
+    }
 }
 
 /// A `Hello` of agent `name` in tenant `default`, pool `build`, on a new stream.
@@ -103,9 +112,10 @@ pub async fn a_newer_stream_replaces_an_older_one(stores: &Stores) {
     let agent = agents.connect_agent(&old).await.unwrap();
     assert!(
         agents
-            .agent_heartbeat(&agent.tenant, agent.id, old.session, 2)
+            .agent_heartbeat(&agent.tenant, agent.id, old.session, &beat(2))
             .await
             .unwrap()
+            .is_some()
     );
     assert_eq!(
         agents.agent(&agent.tenant, agent.id).await.unwrap().running,
@@ -116,9 +126,10 @@ pub async fn a_newer_stream_replaces_an_older_one(stores: &Stores) {
     agents.connect_agent(&new).await.unwrap();
     assert!(
         !agents
-            .agent_heartbeat(&agent.tenant, agent.id, old.session, 3)
+            .agent_heartbeat(&agent.tenant, agent.id, old.session, &beat(3))
             .await
-            .unwrap(),
+            .unwrap()
+            .is_some(),
         "the replaced stream's heartbeat is refused"
     );
     agents
@@ -136,9 +147,10 @@ pub async fn a_newer_stream_replaces_an_older_one(stores: &Stores) {
     assert_eq!(gone.status, AgentStatus::Offline);
     assert!(
         !agents
-            .agent_heartbeat(&agent.tenant, agent.id, new.session, 1)
+            .agent_heartbeat(&agent.tenant, agent.id, new.session, &beat(1))
             .await
-            .unwrap(),
+            .unwrap()
+            .is_some(),
         "a closed stream's heartbeat is refused"
     );
 }
@@ -466,9 +478,10 @@ pub async fn enrolled_agents_connect_by_id_in_their_pool_until_deregistered(stor
     assert_eq!(agent.created_at, enrolled.created_at);
     assert!(
         agents
-            .agent_heartbeat(&agent.tenant, agent.id, cert.session, 1)
+            .agent_heartbeat(&agent.tenant, agent.id, cert.session, &beat(1))
             .await
             .unwrap()
+            .is_some()
     );
     assert!(
         agents
@@ -508,6 +521,85 @@ pub async fn enrolled_agents_connect_by_id_in_their_pool_until_deregistered(stor
     assert_eq!(gone.status, AgentStatus::Terminated);
 }
 
+/// A drain survives the agent's reconnects and is reported to its heartbeats; a stream records
+/// its agent's state; a unary heartbeat marks it seen and healthy; neither touches another
+/// tenant's or a deregistered agent.
+pub async fn drains_states_and_unary_heartbeats_are_recorded(stores: &Stores) {
+    let agents = &*stores.agents;
+    let acme = tenant("acme");
+    stores.identity.create_tenant(&acme, "Acme").await.unwrap();
+    let first = hello("a1");
+    let agent = agents.connect_agent(&first).await.unwrap();
+    assert!(!agent.draining);
+    let tenant = agent.tenant.clone();
+    assert_eq!(
+        agents
+            .agent_heartbeat(&tenant, agent.id, first.session, &beat(1))
+            .await
+            .unwrap(),
+        Some(false)
+    );
+
+    let drained = agents
+        .set_agent_draining(&tenant, agent.id, true)
+        .await
+        .unwrap();
+    assert!(drained.draining);
+    let deaf = Beat {
+        running: 0,
+        status: AgentStatus::Degraded,
+    };
+    assert_eq!(
+        agents
+            .agent_heartbeat(&tenant, agent.id, first.session, &deaf)
+            .await
+            .unwrap(),
+        Some(true),
+        "the stream learns of the drain"
+    );
+    assert_eq!(
+        agents.agent(&tenant, agent.id).await.unwrap().status,
+        AgentStatus::Degraded
+    );
+    let again = hello("a1");
+    let back = agents.connect_agent(&again).await.unwrap();
+    assert!(back.draining, "a reconnect keeps the drain");
+    assert_eq!(back.status, AgentStatus::Healthy);
+    let undrained = agents
+        .set_agent_draining(&tenant, agent.id, false)
+        .await
+        .unwrap();
+    assert!(!undrained.draining);
+
+    let foreign = agents.set_agent_draining(&acme, agent.id, true).await;
+    assert_eq!(foreign.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        agents.touch_agent(&acme, agent.id).await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+
+    agents
+        .disconnect_agent(&tenant, agent.id, again.session, AgentStatus::Offline)
+        .await
+        .unwrap();
+    let before = agents.agent(&tenant, agent.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let touched = agents.touch_agent(&tenant, agent.id).await.unwrap();
+    assert_eq!(touched.status, AgentStatus::Healthy);
+    assert!(touched.last_heartbeat_at > before.last_heartbeat_at);
+
+    agents.deregister_agent(&tenant, agent.id).await.unwrap();
+    for refused in [
+        agents
+            .set_agent_draining(&tenant, agent.id, true)
+            .await
+            .unwrap_err(),
+        agents.touch_agent(&tenant, agent.id).await.unwrap_err(),
+    ] {
+        assert_eq!(refused.kind, ErrorKind::Conflict, "{refused}");
+    }
+}
+
 /// Deregistering is idempotent and tenant-scoped; afterwards the agent's stream is refused at
 /// its next heartbeat and its disconnect leaves it `TERMINATED`. (An agent registered by name
 /// may still come back by name: only enrolled agents are revocable.)
@@ -545,9 +637,10 @@ pub async fn deregistered_agents_stay_terminated(stores: &Stores) {
     );
     assert!(
         !agents
-            .agent_heartbeat(&tenant, agent.id, stream.session, 3)
+            .agent_heartbeat(&tenant, agent.id, stream.session, &beat(3))
             .await
-            .unwrap(),
+            .unwrap()
+            .is_some(),
         "the deregistered agent's stream ends at its next heartbeat"
     );
     agents

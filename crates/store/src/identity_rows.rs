@@ -168,6 +168,19 @@ pub(crate) fn connect_refused(id: AgentId, pool: &str, found: Result<Agent>) -> 
     }
 }
 
+/// Why agent `id` could not be changed by a conditional update that skips deregistered agents,
+/// from its row (`found`) read afterwards.
+pub(crate) fn not_live(found: Result<Agent>) -> Error {
+    match found {
+        Err(err) => err,
+        Ok(agent) if agent.status == AgentStatus::Terminated => Error::new(
+            ErrorKind::Conflict,
+            format!("agent {} was deregistered", agent.id),
+        ),
+        Ok(agent) => Error::unavailable(format!("agent {} changed meanwhile; retry", agent.id)),
+    }
+}
+
 /// A custom role.
 #[derive(FromRow)]
 pub(crate) struct RoleRow {

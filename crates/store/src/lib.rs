@@ -34,7 +34,7 @@ pub mod sqlite;
 mod sqlite_agents;
 mod sqlite_identity;
 
-pub use agents::AgentStore;
+pub use agents::{AgentStore, Beat};
 pub use identity::IdentityStore;
 
 /// How far the embedded migrations are applied.

@@ -11,10 +11,11 @@ use switchyard_types::{
 };
 use uuid::Uuid;
 
-use crate::agents::AgentStore;
+use crate::agents::{AgentStore, Beat};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
-    PresentedTokenRow, connect_refused, corrupt, missing, name_taken, presented_token, tenant_id,
+    PresentedTokenRow, connect_refused, corrupt, missing, name_taken, not_live, presented_token,
+    tenant_id,
 };
 use crate::postgres::PgStore;
 use crate::rows::{db_int, millis};
@@ -27,6 +28,7 @@ struct AgentRow {
     pool: String,
     labels: serde_json::Value,
     status: i16,
+    draining: bool,
     capacity: i32,
     running: i32,
     version: String,
@@ -45,6 +47,7 @@ impl TryFrom<AgentRow> for Agent {
             pool: r.pool,
             labels: serde_json::from_value(r.labels).map_err(|_| corrupt("labels"))?,
             status: AgentStatus::from_i16(r.status).ok_or_else(|| corrupt("status"))?,
+            draining: r.draining,
             capacity: u32::try_from(r.capacity).map_err(|_| corrupt("capacity"))?,
             running: u32::try_from(r.running).map_err(|_| corrupt("running"))?,
             version: r.version,
@@ -54,7 +57,7 @@ impl TryFrom<AgentRow> for Agent {
     }
 }
 
-const COLUMNS: &str = "id, tenant_id, name, pool, labels, status, capacity, running, version, \
+const COLUMNS: &str = "id, tenant_id, name, pool, labels, status, draining, capacity, running, version, \
                        last_heartbeat_at, created_at";
 
 #[derive(sqlx::FromRow)]
@@ -159,21 +162,65 @@ impl AgentStore for PgStore {
         tenant: &TenantId,
         id: AgentId,
         session: Uuid,
-        running: u32,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE agents SET last_heartbeat_at = now(), running = $4
-             WHERE tenant_id = $1 AND id = $2 AND session_id = $3 AND status <> $5",
+        beat: &Beat,
+    ) -> Result<Option<bool>> {
+        sqlx::query_scalar(
+            "UPDATE agents SET last_heartbeat_at = now(), running = $4, status = $5
+             WHERE tenant_id = $1 AND id = $2 AND session_id = $3 AND status <> $6
+             RETURNING draining",
         )
         .bind(tenant.as_str())
         .bind(id)
         .bind(session)
-        .bind(db_int(running))
+        .bind(db_int(beat.running))
+        .bind(beat.status.as_i16())
         .bind(AgentStatus::Terminated.as_i16())
-        .execute(self.pool())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(from_sqlx)
+    }
+
+    async fn set_agent_draining(
+        &self,
+        tenant: &TenantId,
+        id: AgentId,
+        draining: bool,
+    ) -> Result<Agent> {
+        let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE agents SET draining = $3
+             WHERE tenant_id = $1 AND id = $2 AND status <> $4
+             RETURNING {COLUMNS}"
+        )))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(draining)
+        .bind(AgentStatus::Terminated.as_i16())
+        .fetch_optional(self.pool())
         .await
         .map_err(from_sqlx)?;
-        Ok(done.rows_affected() == 1)
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(not_live(self.agent(tenant, id).await)),
+        }
+    }
+
+    async fn touch_agent(&self, tenant: &TenantId, id: AgentId) -> Result<Agent> {
+        let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE agents SET last_heartbeat_at = now(), status = $3
+             WHERE tenant_id = $1 AND id = $2 AND status <> $4
+             RETURNING {COLUMNS}"
+        )))
+        .bind(tenant.as_str())
+        .bind(id)
+        .bind(AgentStatus::Healthy.as_i16())
+        .bind(AgentStatus::Terminated.as_i16())
+        .fetch_optional(self.pool())
+        .await
+        .map_err(from_sqlx)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(not_live(self.agent(tenant, id).await)),
+        }
     }
 
     async fn disconnect_agent(

@@ -10,11 +10,11 @@ use switchyard_types::{
 };
 use uuid::Uuid;
 
-use crate::agents::AgentStore;
+use crate::agents::{AgentStore, Beat};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
-    PresentedTokenRow, at, connect_refused, corrupt, missing, name_taken, presented_token,
-    tenant_id, uuid,
+    PresentedTokenRow, at, connect_refused, corrupt, missing, name_taken, not_live,
+    presented_token, tenant_id, uuid,
 };
 use crate::rows::millis;
 use crate::sqlite::{SqliteStore, now_ms};
@@ -27,6 +27,7 @@ struct AgentRow {
     pool: String,
     labels: String,
     status: i16,
+    draining: bool,
     capacity: i64,
     running: i64,
     version: String,
@@ -45,6 +46,7 @@ impl TryFrom<AgentRow> for Agent {
             pool: r.pool,
             labels: serde_json::from_str(&r.labels).map_err(|_| corrupt("labels"))?,
             status: AgentStatus::from_i16(r.status).ok_or_else(|| corrupt("status"))?,
+            draining: r.draining,
             capacity: u32::try_from(r.capacity).map_err(|_| corrupt("capacity"))?,
             running: u32::try_from(r.running).map_err(|_| corrupt("running"))?,
             version: r.version,
@@ -54,7 +56,7 @@ impl TryFrom<AgentRow> for Agent {
     }
 }
 
-const COLUMNS: &str = "id, tenant_id, name, pool, labels, status, capacity, running, version, \
+const COLUMNS: &str = "id, tenant_id, name, pool, labels, status, draining, capacity, running, version, \
                        last_heartbeat_at, created_at";
 
 #[derive(sqlx::FromRow)]
@@ -166,22 +168,67 @@ impl AgentStore for SqliteStore {
         tenant: &TenantId,
         id: AgentId,
         session: Uuid,
-        running: u32,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE agents SET last_heartbeat_at = ?4, running = ?5
-             WHERE tenant_id = ?1 AND id = ?2 AND session_id = ?3 AND status <> ?6",
+        beat: &Beat,
+    ) -> Result<Option<bool>> {
+        sqlx::query_scalar(
+            "UPDATE agents SET last_heartbeat_at = ?4, running = ?5, status = ?6
+             WHERE tenant_id = ?1 AND id = ?2 AND session_id = ?3 AND status <> ?7
+             RETURNING draining",
         )
         .bind(tenant.as_str())
         .bind(id.to_string())
         .bind(session.to_string())
         .bind(now_ms())
-        .bind(i64::from(running))
+        .bind(i64::from(beat.running))
+        .bind(beat.status.as_i16())
         .bind(AgentStatus::Terminated.as_i16())
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)
+    }
+
+    async fn set_agent_draining(
+        &self,
+        tenant: &TenantId,
+        id: AgentId,
+        draining: bool,
+    ) -> Result<Agent> {
+        let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE agents SET draining = ?3
+             WHERE tenant_id = ?1 AND id = ?2 AND status <> ?4
+             RETURNING {COLUMNS}"
+        )))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .bind(draining)
+        .bind(AgentStatus::Terminated.as_i16())
+        .fetch_optional(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        Ok(done.rows_affected() == 1)
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(not_live(self.agent(tenant, id).await)),
+        }
+    }
+
+    async fn touch_agent(&self, tenant: &TenantId, id: AgentId) -> Result<Agent> {
+        let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE agents SET last_heartbeat_at = ?3, status = ?4
+             WHERE tenant_id = ?1 AND id = ?2 AND status <> ?5
+             RETURNING {COLUMNS}"
+        )))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .bind(now_ms())
+        .bind(AgentStatus::Healthy.as_i16())
+        .bind(AgentStatus::Terminated.as_i16())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(not_live(self.agent(tenant, id).await)),
+        }
     }
 
     async fn disconnect_agent(

@@ -49,6 +49,8 @@ pub struct Agent {
     pub labels: Labels,
     /// Its state.
     pub status: AgentStatus,
+    /// Whether an operator drains it: it takes no new work (`TERMINATING` while connected).
+    pub draining: bool,
     /// Jobs it can run at once.
     pub capacity: u32,
     /// Jobs it held at its last heartbeat.

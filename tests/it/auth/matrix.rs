@@ -95,6 +95,11 @@ async fn every_rest_route_requires_exactly_its_scope() {
     let mut guarded = 0;
     for (method, path, access) in http_routes() {
         let route = format!("{method} {path}");
+        // REST carries no client certificates: agents there use `jobs:write` tokens.
+        let access = match access {
+            Access::Agent => Access::Scope(Scope::JobsWrite),
+            other => other,
+        };
         match access {
             Access::Scope(scope) => {
                 guarded += 1;

@@ -11,7 +11,7 @@ enum_schema!(
     /// The OpenAPI schema of [`AgentStatus`].
     AgentStatusSchema for AgentStatus,
     "AgentStatus",
-    "REGISTERING -> HEALTHY <-> DEGRADED | UNHEALTHY; OFFLINE when its stream ends; TERMINATING while it drains; TERMINATED once deregistered."
+    "REGISTERING -> HEALTHY <-> DEGRADED (deaf: withholds free slots while work waits) | UNHEALTHY (heartbeats 2 intervals late); OFFLINE when its stream ends or 3 intervals pass silent; TERMINATING while drained; TERMINATED once deregistered."
 );
 
 /// An agent in the registry.
@@ -29,6 +29,8 @@ pub struct AgentView {
     /// Its state.
     #[schema(value_type = AgentStatusSchema)]
     pub status: AgentStatus,
+    /// Whether an operator drains it (`TERMINATING` while connected).
+    pub draining: bool,
     /// Jobs it can run at once.
     pub capacity: u32,
     /// Jobs it held at its last heartbeat.
@@ -49,6 +51,7 @@ impl From<Agent> for AgentView {
             pool: a.pool,
             labels: a.labels,
             status: a.status,
+            draining: a.draining,
             capacity: a.capacity,
             running: a.running,
             last_heartbeat_at: a.last_heartbeat_at,
@@ -65,6 +68,15 @@ impl From<Agent> for AgentView {
 pub struct ListAgentsQuery {
     /// Only agents of this pool.
     pub pool: Option<String>,
+}
+
+/// `POST /api/agents/{id}/status`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStatusBody {
+    /// `TERMINATING` (drain) or `HEALTHY` (undrain).
+    #[schema(value_type = AgentStatusSchema)]
+    pub status: AgentStatus,
 }
 
 /// `POST /api/agents/register`: enroll an agent with a registration token.

@@ -66,8 +66,9 @@ enum_schema!(
 pub mod agents;
 
 pub use agents::{
-    AgentView, CertificateView, CreateRegistrationTokenBody, CreatedRegistrationTokenView,
-    EnrolledView, ListAgentsQuery, RegisterAgentBody, RegistrationTokenView,
+    AgentStatusBody, AgentView, CertificateView, CreateRegistrationTokenBody,
+    CreatedRegistrationTokenView, EnrolledView, ListAgentsQuery, RegisterAgentBody,
+    RegistrationTokenView,
 };
 
 /// The OpenAPI schema of labels: a map from label name to value (both strings).

@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::dto::{
-    AgentView, CreateRegistrationTokenBody, CreatedRegistrationTokenView, EnrolledView,
-    ListAgentsQuery, RegisterAgentBody, RegistrationTokenView,
+    AgentStatusBody, AgentView, CreateRegistrationTokenBody, CreatedRegistrationTokenView,
+    EnrolledView, ListAgentsQuery, RegisterAgentBody, RegistrationTokenView,
 };
 use crate::envelope::{ApiError, Data};
 use crate::extract::{ApiJson, ApiQuery};
@@ -29,6 +29,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_agents))
         .routes(routes!(get_agent))
         .routes(routes!(deregister_agent))
+        .routes(routes!(set_agent_status))
+        .routes(routes!(agent_heartbeat))
         .routes(routes!(register_agent))
         .routes(routes!(create_registration_token, list_registration_tokens))
         .routes(routes!(revoke_registration_token))
@@ -91,6 +93,44 @@ async fn deregister_agent(
 ) -> Reply<AgentView> {
     let id = uuid(&id, "id")?;
     Ok(Data::ok(agents(&state)?.deregister(&who, id).await?.into()))
+}
+
+/// Drains (`TERMINATING`: it finishes its jobs and takes no new ones) or undrains (`HEALTHY`)
+/// an agent.
+#[utoipa::path(post, path = "/agents/{id}/status", tag = "agents", request_body = AgentStatusBody,
+    params(("id" = String, Path, description = "Agent id (UUID)")),
+    responses((status = 200, body = Success<AgentView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn set_agent_status(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<AgentStatusBody>,
+) -> Reply<AgentView> {
+    let id = uuid(&id, "id")?;
+    Ok(Data::ok(
+        agents(&state)?
+            .set_status(&who, id, body.status)
+            .await?
+            .into(),
+    ))
+}
+
+/// A heartbeat without a stream, for simple clients: send one every heartbeat interval.
+#[utoipa::path(post, path = "/agents/{id}/heartbeat", tag = "agents",
+    params(("id" = String, Path, description = "Agent id (UUID)")),
+    responses((status = 200, body = Success<AgentView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn agent_heartbeat(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Reply<AgentView> {
+    let id = uuid(&id, "id")?;
+    Ok(Data::ok(
+        agents(&state)?
+            .heartbeat(&who, None, Some(id))
+            .await?
+            .into(),
+    ))
 }
 
 /// Enrolls an agent: a registration token (the only credential needed) and a signing request

@@ -2,7 +2,9 @@
 
 use switchyard_types::{Agent, AgentCertificate, AgentStatus, RegistrationToken};
 
-use super::timestamp;
+use switchyard_types::{Error, Result};
+
+use super::{timestamp, unknown_enum};
 use crate::v1 as pb;
 
 impl From<AgentStatus> for pb::AgentStatus {
@@ -19,6 +21,21 @@ impl From<AgentStatus> for pb::AgentStatus {
     }
 }
 
+/// Reads an `AgentStatus` off the wire; `UNSPECIFIED` or unknown values are invalid.
+pub fn agent_status_from_pb(value: i32, field: &str) -> Result<AgentStatus> {
+    match pb::AgentStatus::try_from(value) {
+        Ok(pb::AgentStatus::Registering) => Ok(AgentStatus::Registering),
+        Ok(pb::AgentStatus::Healthy) => Ok(AgentStatus::Healthy),
+        Ok(pb::AgentStatus::Degraded) => Ok(AgentStatus::Degraded),
+        Ok(pb::AgentStatus::Unhealthy) => Ok(AgentStatus::Unhealthy),
+        Ok(pb::AgentStatus::Offline) => Ok(AgentStatus::Offline),
+        Ok(pb::AgentStatus::Terminating) => Ok(AgentStatus::Terminating),
+        Ok(pb::AgentStatus::Terminated) => Ok(AgentStatus::Terminated),
+        Ok(pb::AgentStatus::Unspecified) => Err(Error::invalid(field, "is required")),
+        Err(_) => Err(unknown_enum(field, value)),
+    }
+}
+
 impl From<Agent> for pb::Agent {
     fn from(a: Agent) -> Self {
         pb::Agent {
@@ -32,6 +49,7 @@ impl From<Agent> for pb::Agent {
             last_heartbeat_at: Some(timestamp(a.last_heartbeat_at)),
             created_at: Some(timestamp(a.created_at)),
             version: a.version,
+            draining: a.draining,
         }
     }
 }

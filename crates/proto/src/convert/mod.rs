@@ -15,6 +15,7 @@ mod identity;
 pub mod json;
 mod messages;
 
+pub use agent::agent_status_from_pb;
 pub use json::{json_object_to_struct, json_to_value, struct_to_json, value_to_json};
 pub use messages::outcome_from_pb;
 
@@ -80,7 +81,7 @@ pub fn required<T>(value: Option<T>, field: &str) -> Result<T> {
     value.ok_or_else(|| Error::invalid(field, "is required"))
 }
 
-fn unknown_enum(field: &str, value: i32) -> Error {
+pub(crate) fn unknown_enum(field: &str, value: i32) -> Error {
     Error::invalid(field, format!("unknown enum value {value}"))
 }
 
