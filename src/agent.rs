@@ -1,14 +1,74 @@
-//! `switchyard agent`: runs an agent against a control plane, and the built-in agent of
+//! `switchyard agent`: runs an agent against a control plane, `switchyard agent enroll`
+//! enrolls one (a registration token for a client certificate), and the built-in agent of
 //! `switchyard dev`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
-use switchyard_agent::AgentConfig;
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use switchyard_agent::{AgentConfig, EnrollSettings};
 use tokio_util::sync::CancellationToken;
 
 use crate::server::wait_for_signal;
+
+/// `switchyard agent`: runs the agent (the flags below), or `enroll`s it first.
+#[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AgentCommand {
+    /// Without one: run the agent.
+    #[command(subcommand)]
+    pub command: Option<AgentSubcommand>,
+    /// How to run it.
+    #[command(flatten)]
+    pub run: AgentArgs,
+}
+
+impl AgentCommand {
+    /// Whether this is a client command (its failure is said once, on stderr).
+    pub fn is_client(&self) -> bool {
+        self.command.is_some()
+    }
+}
+
+/// What `switchyard agent` can do besides running.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AgentSubcommand {
+    /// Enroll this agent: a one-time registration token buys its client certificate.
+    ///
+    /// The key is made here and never leaves this machine. The key and the certificates are
+    /// saved in --cert-dir as `agent.key` (mode 0600), `agent.pem` and `ca.pem`; run the agent
+    /// with the same --cert-dir, and it renews the certificate by itself. Prints one line: the
+    /// agent's id, its pool and when its certificate expires.
+    Enroll(EnrollArgs),
+}
+
+/// Settings of `switchyard agent enroll`.
+#[derive(Debug, Clone, Args)]
+pub struct EnrollArgs {
+    /// The control plane's gRPC address, e.g. `https://switchyard.example.com:50051`.
+    #[arg(long, env = "SWITCHYARD_SERVER")]
+    pub server: String,
+    /// The registration token (`syt_…`) from `POST /api/agents/registration-tokens`. Prefer
+    /// the environment: a command line is visible to other users of the machine.
+    #[arg(long, env = "SWITCHYARD_REGISTRATION_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The agent's name, unique in its tenant (default: the host name).
+    #[arg(long, env = "SWITCHYARD_AGENT_NAME")]
+    pub name: Option<String>,
+    /// A label it offers, `key=value`; repeat for more (comma-separated in the environment).
+    #[arg(long = "label", env = "SWITCHYARD_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// The CA certificate (PEM) that signed the server's certificate; needed for https://.
+    #[arg(long, env = "SWITCHYARD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Where to save the key and the certificates (created if missing).
+    #[arg(long, env = "SWITCHYARD_AGENT_CERT_DIR")]
+    pub cert_dir: PathBuf,
+    /// Replace an agent enrolled in --cert-dir already (its key is overwritten).
+    #[arg(long)]
+    pub force: bool,
+}
 
 /// Settings of `switchyard agent`.
 #[derive(Debug, Clone, Args)]
@@ -22,15 +82,24 @@ pub struct AgentArgs {
     )]
     pub servers: Vec<String>,
     /// The credential: an API key (or access token) with the `jobs:write` scope. Not needed
-    /// against `switchyard dev`.
+    /// against `switchyard dev`, nor sent with --cert-dir.
     #[arg(long, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The enrolled agent's certificate directory (see `switchyard agent enroll`): connect
+    /// with that client certificate (mTLS, https:// servers only) and renew it over the stream.
+    #[arg(long, env = "SWITCHYARD_AGENT_CERT_DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for https:// servers (with --cert-dir, trusted besides
+    /// the directory's ca.pem).
+    #[arg(long, env = "SWITCHYARD_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The agent's name, unique in its tenant and kept across restarts (default: the host name).
     #[arg(long, env = "SWITCHYARD_AGENT_NAME")]
     pub name: Option<String>,
-    /// The pool it takes work from.
-    #[arg(long, env = "SWITCHYARD_POOL", default_value = "local")]
-    pub pool: String,
+    /// The pool it takes work from (default: `local`; with --cert-dir, the certificate's, which
+    /// a pool given here must match).
+    #[arg(long, env = "SWITCHYARD_POOL")]
+    pub pool: Option<String>,
     /// A label it offers, `key=value`; repeat for more (comma-separated in the environment).
     #[arg(long = "label", env = "SWITCHYARD_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
@@ -67,11 +136,19 @@ fn host_name() -> String {
 
 impl AgentArgs {
     fn config(self) -> AgentConfig {
+        let pool = match (self.pool, &self.cert_dir) {
+            (Some(pool), _) => pool,
+            // Empty: the certificate's.
+            (None, Some(_)) => String::new(),
+            (None, None) => "local".to_owned(),
+        };
         AgentConfig {
             servers: self.servers,
             token: self.token.filter(|t| !t.is_empty()),
+            cert_dir: self.cert_dir,
+            ca_file: self.ca_file,
             name: self.name.unwrap_or_else(host_name),
-            pool: self.pool,
+            pool,
             labels: self.labels.into_iter().collect(),
             capacity: self.capacity,
             secrets_file: self.secrets_file,
@@ -79,6 +156,42 @@ impl AgentArgs {
             workdir: self.workdir,
         }
     }
+}
+
+/// `switchyard agent [enroll]`.
+pub async fn main(command: AgentCommand) -> anyhow::Result<()> {
+    match command.command {
+        Some(AgentSubcommand::Enroll(args)) => enroll(args).await,
+        None => run(command.run).await,
+    }
+}
+
+/// Enrolls the agent and prints its id, pool and certificate expiry on one line.
+#[allow(clippy::print_stdout)]
+async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    let settings = EnrollSettings {
+        server: args.server,
+        token: args.token,
+        name: args.name.unwrap_or_else(host_name),
+        labels: args.labels.into_iter().collect(),
+        ca_file: args.ca_file,
+        cert_dir: args.cert_dir,
+        force: args.force,
+    };
+    let name = settings.name.clone();
+    let enrolled = switchyard_agent::enroll(settings)
+        .await
+        .with_context(|| format!("cannot enroll agent {name:?}"))?;
+    println!(
+        "enrolled agent {} (name {name:?}) in pool {}; certificate expires {}; saved in {}",
+        enrolled.agent_id,
+        enrolled.pool,
+        enrolled
+            .expires_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        enrolled.cert_dir.display()
+    );
+    Ok(())
 }
 
 /// Runs the agent until SIGTERM/SIGINT, then lets it finish as `shutdown_grace_seconds` says.
@@ -102,6 +215,8 @@ pub fn builtin(grpc: std::net::SocketAddr, data_dir: &std::path::Path) -> AgentC
     AgentConfig {
         servers: vec![format!("http://{grpc}")],
         token: None,
+        cert_dir: None,
+        ca_file: None,
         name: "dev-local".to_owned(),
         pool: "local".to_owned(),
         labels: Default::default(),

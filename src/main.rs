@@ -38,8 +38,9 @@ enum Command {
     /// Apply the database migrations and exit (Helm hook, operators). Safe to run concurrently.
     Migrate(StoreArgs),
     /// Run an agent: connect to the control plane, take jobs of one pool, run them here (the
-    /// secrets stay on this machine).
-    Agent(agent::AgentArgs),
+    /// secrets stay on this machine). `switchyard agent enroll` enrolls it first, for a client
+    /// certificate.
+    Agent(agent::AgentCommand),
     /// Benchmarks that print figures (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -81,7 +82,7 @@ fn main() -> ExitCode {
     let is_client = matches!(
         &cli.command,
         Command::Login(_) | Command::Logout(_) | Command::Admin(_)
-    );
+    ) || matches!(&cli.command, Command::Agent(agent) if agent.is_client());
     if let Err(e) = switchyard_telemetry::init(&cli.log_level, json_logs) {
         eprintln!("switchyard: bad LOG_LEVEL: {e}");
         return ExitCode::from(2);
@@ -171,7 +172,7 @@ async fn run(command: Command) -> Result<(), Failure> {
             };
             Ok(server::run(plan).await?)
         }
-        Command::Agent(args) => Ok(agent::run(args).await?),
+        Command::Agent(command) => Ok(agent::main(command).await?),
         Command::Bench(BenchCommand::Queue(args)) => Ok(bench::run(args).await?),
         Command::Bench(BenchCommand::Auth(args)) => Ok(bench_auth::run(args).await?),
         Command::Bench(BenchCommand::Agents(args)) => Ok(bench_agents::run(args).await?),

@@ -1,6 +1,7 @@
 //! Dialing: a connection to the next server, the `Connect` call, `Hello`, and the wait for
 //! `Welcome`. What can go wrong with a stream is a [`Failure`].
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use switchyard_proto::v1::agent_service_client::AgentServiceClient;
@@ -9,10 +10,11 @@ use switchyard_proto::v1::{ConnectRequest, ConnectResponse, Hello, connect_respo
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::Endpoint;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
-use crate::config::AgentError;
+use crate::certs;
+use crate::config::{AgentConfig, AgentError};
 use crate::session::{SILENT_INTERVALS, Session};
 
 /// How long dialing, the `Connect` call and the `Welcome` may take together.
@@ -69,30 +71,119 @@ impl Failure {
 pub(crate) struct Dialer {
     servers: Vec<Endpoint>,
     auth: Option<MetadataValue<Ascii>>,
+    /// With a client certificate: where it is, read afresh at every dial.
+    client_cert: Option<ClientCert>,
     next: usize,
 }
 
+/// The client certificate of an enrolled agent.
+struct ClientCert {
+    dir: PathBuf,
+    /// A CA trusted besides the directory's `ca.pem`.
+    extra_ca: Option<String>,
+}
+
+impl ClientCert {
+    /// `endpoint` with TLS presenting the certificate now in the directory.
+    fn apply(&self, endpoint: Endpoint) -> Result<Endpoint, String> {
+        let files = certs::read(&self.dir)?;
+        if let Ok((_, not_after)) = switchyard_pki::validity(&files.cert_pem)
+            && not_after <= chrono::Utc::now()
+        {
+            tracing::error!(
+                dir = %self.dir.display(),
+                expired_at = %not_after,
+                "the agent certificate has expired: re-enroll with `switchyard agent enroll`"
+            );
+        }
+        let mut roots = vec![Certificate::from_pem(files.ca_pem)];
+        roots.extend(self.extra_ca.clone().map(Certificate::from_pem));
+        let tls = ClientTlsConfig::new()
+            .ca_certificates(roots)
+            .identity(Identity::from_pem(files.cert_pem, files.key_pem));
+        endpoint.tls_config(tls).map_err(|e| error_chain(&e))
+    }
+}
+
+/// Reads the CA file `path` (PEM), which must hold a certificate.
+pub(crate) fn read_ca_file(path: &Path) -> Result<String, AgentError> {
+    let failed = |reason: String| AgentError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+    switchyard_pki::validity(&pem).map_err(|e| failed(e.to_string()))?;
+    Ok(pem)
+}
+
+/// The endpoint of `url`; an `https://` one trusts `ca` (PEM), which it then needs.
+pub(crate) fn endpoint(url: &str, ca: Option<&str>) -> Result<Endpoint, AgentError> {
+    let invalid = |reason: String| AgentError::InvalidServer {
+        url: url.to_owned(),
+        reason,
+    };
+    let endpoint = Endpoint::from_shared(url.to_owned())
+        .map_err(|e| invalid(e.to_string()))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    if !is_https(&endpoint) {
+        return Ok(endpoint);
+    }
+    let ca = ca.ok_or_else(|| AgentError::NoTrustAnchor {
+        url: url.to_owned(),
+    })?;
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    endpoint
+        .tls_config(tls)
+        .map_err(|e| invalid(error_chain(&e)))
+}
+
+fn is_https(endpoint: &Endpoint) -> bool {
+    endpoint.uri().scheme_str() == Some("https")
+}
+
 impl Dialer {
-    /// Checks every address and the token.
-    pub(crate) fn new(servers: &[String], token: Option<&str>) -> Result<Self, AgentError> {
-        let servers = servers
+    /// Checks every address, the token, the CA file, and that a certificate goes over TLS
+    /// only. With `cert_dir`, no token is sent.
+    pub(crate) fn new(config: &AgentConfig) -> Result<Self, AgentError> {
+        let extra_ca = config.ca_file.as_deref().map(read_ca_file).transpose()?;
+        let servers = config
+            .servers
             .iter()
-            .map(|url| {
-                Endpoint::from_shared(url.clone())
-                    .map(|e| e.connect_timeout(CONNECT_TIMEOUT))
-                    .map_err(|e| AgentError::InvalidServer {
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    })
+            .map(|url| match &config.cert_dir {
+                // TLS is configured at each dial, with the certificate of the moment.
+                Some(_) => {
+                    let endpoint = Endpoint::from_shared(url.clone())
+                        .map_err(|e| AgentError::InvalidServer {
+                            url: url.clone(),
+                            reason: e.to_string(),
+                        })?
+                        .connect_timeout(CONNECT_TIMEOUT);
+                    if is_https(&endpoint) {
+                        Ok(endpoint)
+                    } else {
+                        Err(AgentError::CertificateNeedsTls { url: url.clone() })
+                    }
+                }
+                None => endpoint(url, extra_ca.as_deref()),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let auth = token
-            .map(|token| format!("Bearer {token}").parse())
-            .transpose()
-            .map_err(|_| AgentError::InvalidToken)?;
+        let auth = match config.cert_dir {
+            Some(_) => None,
+            None => config
+                .token
+                .as_ref()
+                .map(|token| format!("Bearer {token}").parse())
+                .transpose()
+                .map_err(|_| AgentError::InvalidToken)?,
+        };
+        let client_cert = config
+            .cert_dir
+            .clone()
+            .map(|dir| ClientCert { dir, extra_ca });
         Ok(Self {
             servers,
             auth,
+            client_cert,
             next: 0,
         })
     }
@@ -104,9 +195,19 @@ impl Dialer {
     ) -> impl Future<Output = Result<Session, Failure>> + Send + 'static {
         let endpoint = self.servers[self.next % self.servers.len()].clone();
         self.next = self.next.wrapping_add(1);
+        let server = endpoint.uri().to_string();
+        // The files are read here, between two events of the agent loop, so a renewal never
+        // shows half done.
+        let endpoint = match &self.client_cert {
+            Some(cert) => cert.apply(endpoint).map_err(|reason| Failure::Connect {
+                server: server.clone(),
+                reason,
+            }),
+            None => Ok(endpoint),
+        };
         let auth = self.auth.clone();
         async move {
-            let server = endpoint.uri().to_string();
+            let endpoint = endpoint?;
             let handshake = handshake(endpoint, auth, hello, server.clone());
             tokio::time::timeout(WELCOME_TIMEOUT, handshake)
                 .await
@@ -154,7 +255,7 @@ async fn handshake(
 }
 
 /// An error and its sources, `: `-separated (tonic's transport errors say little on top).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

@@ -182,7 +182,8 @@ mod tests {
                 | Body::Credits(_)
                 | Body::Started(_)
                 | Body::Log(_)
-                | Body::Finished(_) => None,
+                | Body::Finished(_)
+                | Body::Renew(_) => None,
             })
             .collect();
         assert_eq!(seqs.len(), LOG_LIMIT / size, "4 MiB kept");

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use switchyard_proto::v1::connect_request::Body;
 use switchyard_proto::v1::{
-    ConnectRequest, ConnectResponse, Heartbeat, JobFinished, Welcome, connect_response,
+    ConnectRequest, ConnectResponse, Heartbeat, JobFinished, RenewCertificate, Welcome,
+    connect_response,
 };
 use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::time::Instant;
@@ -44,6 +45,9 @@ pub(crate) struct Session {
     next_heartbeat: Instant,
     /// Whether a heartbeat waits to be sent (before any report).
     heartbeat_due: bool,
+    /// A certificate renewal request waiting to be sent (after a due heartbeat, before any
+    /// report).
+    renewal: Option<RenewCertificate>,
     /// Heartbeats sent and not answered: when, and how many of `unconfirmed` preceded each.
     heartbeats: VecDeque<(Instant, usize)>,
     /// `JobFinished` reports sent but not known to have arrived.
@@ -77,6 +81,7 @@ impl Session {
             // `Hello.running`.
             next_heartbeat: now,
             heartbeat_due: false,
+            renewal: None,
             heartbeats: VecDeque::new(),
             unconfirmed: Vec::new(),
             sent_since_heartbeat: false,
@@ -101,13 +106,22 @@ impl Session {
 
     /// A sender to reserve room with, when anything waits to be sent.
     pub(crate) fn sender(&self, outbox: &Outbox) -> Option<mpsc::Sender<ConnectRequest>> {
-        (self.heartbeat_due || !outbox.is_empty()).then(|| self.tx.clone())
+        (self.heartbeat_due || self.renewal.is_some() || !outbox.is_empty())
+            .then(|| self.tx.clone())
     }
 
-    /// Sends the heartbeat due, or else the next report, into the reserved room.
+    /// Queues `RenewCertificate{csr}` on this stream.
+    pub(crate) fn request_renewal(&mut self, csr: Vec<u8>) {
+        self.renewal = Some(RenewCertificate { csr });
+    }
+
+    /// Sends the heartbeat due, or else a renewal request, or else the next report, into the
+    /// reserved room.
     pub(crate) fn send(&mut self, permit: OwnedPermit<ConnectRequest>, outbox: &mut Outbox) {
         let body = if std::mem::take(&mut self.heartbeat_due) {
             Body::Heartbeat(Heartbeat {})
+        } else if let Some(renewal) = self.renewal.take() {
+            Body::Renew(renewal)
         } else {
             let Some(body) = outbox.pop() else {
                 return;

@@ -37,7 +37,7 @@ impl Agent {
                 tracing::info!(reason = %drain.reason, "server draining: reconnecting");
                 self.disconnect(None);
             }
-            Message::Certificate(_) => tracing::warn!("ignoring an unrequested Certificate"),
+            Message::Certificate(certificate) => self.on_certificate(certificate),
         }
     }
 

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::certs::CertDir;
 use crate::config::AgentConfig;
 use crate::dial::{Dialer, Failure};
 use crate::executor::Executors;
@@ -22,6 +23,7 @@ use crate::session::Session;
 use crate::wait;
 
 mod handlers;
+mod renewal;
 
 /// Job events waiting for the loop; a full queue pauses the jobs' output.
 const JOB_EVENTS: usize = 1024;
@@ -70,14 +72,21 @@ pub(crate) struct Agent {
     lease: Duration,
     shutdown: CancellationToken,
     stopping: Option<Stopping>,
+    /// The certificate directory of an agent that connects with one.
+    certs: Option<CertDir>,
+    /// The new key whose certificate was requested on this stream and not delivered yet.
+    renewing: Option<switchyard_pki::AgentKey>,
+    /// No renewal before this (after one failed).
+    renew_after: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Agent {
-    /// An agent, not connected yet.
+    /// An agent, not connected yet; `certs` when it connects with a client certificate.
     pub(crate) fn new(
         config: AgentConfig,
         executors: Executors,
         dialer: Dialer,
+        certs: Option<CertDir>,
         shutdown: CancellationToken,
     ) -> Self {
         let (events_tx, events) = mpsc::channel(JOB_EVENTS);
@@ -95,6 +104,9 @@ impl Agent {
             lease: Duration::ZERO,
             shutdown,
             stopping: None,
+            certs,
+            renewing: None,
+            renew_after: None,
         }
     }
 
@@ -140,10 +152,12 @@ impl Agent {
         }
     }
 
-    /// The earliest timer: redial, heartbeat or silence, self-fencing, shutdown steps.
+    /// The earliest timer: redial, heartbeat or silence, self-fencing, shutdown steps,
+    /// certificate renewal.
     fn wake_at(&self) -> Option<Instant> {
         let stopping = self.stopping.as_ref();
         [
+            self.renewal_wake_at(),
             self.redial_at,
             self.session.as_ref().map(Session::deadline),
             self.jobs.fence_deadline(self.renewed, self.fence_after()),
@@ -169,6 +183,7 @@ impl Agent {
         if let Some(Err(failure)) = self.session.as_mut().map(|s| s.tick(now)) {
             self.on_failure(&failure);
         }
+        self.renew_if_due();
         for key in self.jobs.overdue(self.renewed, self.fence_after(), now) {
             tracing::warn!(job = %key, "lease not renewed for 2/3 of it: stopping the job");
             self.jobs.stop(&key, Stop::Abandoned);
@@ -276,6 +291,7 @@ impl Agent {
         } else {
             tracing::warn!(error = %failure, "disconnected; retrying");
         }
+        self.on_renewal_failure(failure);
         let delay = self.backoff.next_delay();
         self.disconnect(Some(delay));
     }
@@ -286,6 +302,9 @@ impl Agent {
         if let Some(session) = self.session.take() {
             self.outbox.requeue(session.close());
             self.outbox.drop_credits();
+        }
+        if self.renewing.take().is_some() {
+            tracing::info!("certificate renewal unanswered: asking again on the next stream");
         }
         self.redial_at = Some(Instant::now() + delay.unwrap_or_default());
     }

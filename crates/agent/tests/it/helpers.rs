@@ -20,6 +20,8 @@ pub fn config(url: &str, capacity: u32, workdir: &Path) -> AgentConfig {
     AgentConfig {
         servers: vec![url.to_owned()],
         token: None,
+        cert_dir: None,
+        ca_file: None,
         name: "agent-1".into(),
         pool: "build".into(),
         labels: BTreeMap::from([("os".to_owned(), "linux".to_owned())]),

@@ -2,5 +2,6 @@
 
 mod helpers;
 mod lifecycle;
+mod mtls;
 mod server;
 mod session;

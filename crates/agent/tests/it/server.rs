@@ -1,21 +1,28 @@
-//! A scripted `AgentService` on 127.0.0.1:0: every `Connect` stream is handed to the test as a
-//! [`Conn`], which reads what the agent sends and answers what the test says. Heartbeats are
-//! answered (unless told not to) and kept out of the way.
+//! A scripted `AgentService` on 127.0.0.1:0, plaintext or TLS (client certificates verified
+//! against a CA when presented): every `Connect` stream is handed to the test as a [`Conn`],
+//! which reads what the agent sends and answers what the test says. Heartbeats are answered
+//! (unless told not to) and kept out of the way. `Enroll` answers as the test's function says.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use switchyard_proto::v1::connect_request::Body as Request;
 use switchyard_proto::v1::connect_response::Body as Reply;
 use switchyard_proto::v1::{
-    ConnectRequest, ConnectResponse, GetAgentRequest, GetAgentResponse, HeartbeatAck, Hello,
-    ListAgentsRequest, ListAgentsResponse, Welcome,
+    ConnectRequest, ConnectResponse, CreateRegistrationTokenRequest,
+    CreateRegistrationTokenResponse, DeregisterAgentRequest, DeregisterAgentResponse,
+    EnrollRequest, EnrollResponse, GetAgentRequest, GetAgentResponse, HeartbeatAck,
+    HeartbeatRequest, HeartbeatResponse, Hello, ListAgentsRequest, ListAgentsResponse,
+    ListRegistrationTokensRequest, ListRegistrationTokensResponse, RevokeRegistrationTokenRequest,
+    RevokeRegistrationTokenResponse, SetAgentStatusRequest, SetAgentStatusResponse, Welcome,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::metadata::MetadataMap;
+use tonic::transport::{Certificate, CertificateDer, Identity, ServerTlsConfig};
 use tonic::{Request as RpcRequest, Response, Status, Streaming};
 
 /// How long a test waits for the agent's next move.
@@ -25,6 +32,8 @@ pub const PATIENCE: Duration = Duration::from_secs(15);
 pub struct Conn {
     /// The call's metadata (`authorization`).
     pub metadata: MetadataMap,
+    /// The client certificate chain the agent presented (TLS only).
+    pub peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
     inbound: Streaming<ConnectRequest>,
     outbound: mpsc::Sender<Result<ConnectResponse, Status>>,
     /// Whether heartbeats are answered.
@@ -51,6 +60,11 @@ impl Conn {
                     .await;
             }
         }
+    }
+
+    /// The agent's next message other than a heartbeat, if one comes within `wait`.
+    pub async fn within(&mut self, wait: Duration) -> Option<Request> {
+        tokio::time::timeout(wait, self.next()).await.ok().flatten()
     }
 
     /// The agent's next message other than a heartbeat, which must be there.
@@ -95,9 +109,32 @@ pub fn welcome(heartbeat_seconds: u32, lease_seconds: u32) -> Reply {
     })
 }
 
+/// How the scripted server answers `Enroll`.
+pub type EnrollFn = Arc<dyn Fn(EnrollRequest) -> Result<EnrollResponse, Status> + Send + Sync>;
+
+/// TLS of the scripted server.
+pub struct ServerTls {
+    /// Its certificate, PEM.
+    pub cert_pem: String,
+    /// Its key, PEM.
+    pub key_pem: String,
+    /// The CA client certificates are verified against (a client may present none).
+    pub client_ca_pem: String,
+}
+
+/// How the scripted server runs.
+#[derive(Default)]
+pub struct Options {
+    /// TLS, or plaintext without.
+    pub tls: Option<ServerTls>,
+    /// The answer to `Enroll` (`UNIMPLEMENTED` without).
+    pub enroll: Option<EnrollFn>,
+}
+
 /// Forwards every `Connect` to the test.
 struct Scripted {
     conns: mpsc::Sender<Conn>,
+    enroll: Option<EnrollFn>,
 }
 
 type Replies = Pin<Box<dyn tokio_stream::Stream<Item = Result<ConnectResponse, Status>> + Send>>;
@@ -112,8 +149,10 @@ impl AgentService for Scripted {
     ) -> Result<Response<Replies>, Status> {
         let (outbound, replies) = mpsc::channel(64);
         let metadata = request.metadata().clone();
+        let peer_certs = request.peer_certs();
         let conn = Conn {
             metadata,
+            peer_certs,
             inbound: request.into_inner(),
             outbound,
             ack: true,
@@ -139,6 +178,59 @@ impl AgentService for Scripted {
     ) -> Result<Response<GetAgentResponse>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    async fn enroll(
+        &self,
+        request: RpcRequest<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let enroll = self
+            .enroll
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("not in this test"))?;
+        enroll(request.into_inner()).map(Response::new)
+    }
+
+    async fn heartbeat(
+        &self,
+        _: RpcRequest<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn set_agent_status(
+        &self,
+        _: RpcRequest<SetAgentStatusRequest>,
+    ) -> Result<Response<SetAgentStatusResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn deregister_agent(
+        &self,
+        _: RpcRequest<DeregisterAgentRequest>,
+    ) -> Result<Response<DeregisterAgentResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn create_registration_token(
+        &self,
+        _: RpcRequest<CreateRegistrationTokenRequest>,
+    ) -> Result<Response<CreateRegistrationTokenResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn list_registration_tokens(
+        &self,
+        _: RpcRequest<ListRegistrationTokensRequest>,
+    ) -> Result<Response<ListRegistrationTokensResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn revoke_registration_token(
+        &self,
+        _: RpcRequest<RevokeRegistrationTokenRequest>,
+    ) -> Result<Response<RevokeRegistrationTokenResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 /// The scripted server.
@@ -150,14 +242,35 @@ pub struct Server {
 }
 
 impl Server {
-    /// Listens on 127.0.0.1:0.
+    /// Listens on 127.0.0.1:0, plaintext.
     pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Listens on 127.0.0.1:0 as `options` say (`https://` URL with TLS).
+    pub async fn start_with(options: Options) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{}", listener.local_addr().expect("address"));
         let (tx, conns) = mpsc::channel(8);
-        let service = AgentServiceServer::new(Scripted { conns: tx });
+        let service = AgentServiceServer::new(Scripted {
+            conns: tx,
+            enroll: options.enroll,
+        });
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = options.tls {
+            let config = ServerTlsConfig::new()
+                .identity(Identity::from_pem(tls.cert_pem, tls.key_pem))
+                .client_ca_root(Certificate::from_pem(tls.client_ca_pem))
+                .client_auth_optional(true);
+            builder = builder.tls_config(config).expect("server TLS");
+        }
         let task = tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(service)
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await
