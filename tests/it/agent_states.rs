@@ -1,6 +1,7 @@
 //! Agent states as operators see them: a drained agent takes no work until undrained
 //! (`TERMINATING`); a deaf one, withholding free slots while work waits, is `DEGRADED`; one
-//! whose heartbeats stop is `UNHEALTHY`, then `OFFLINE`.
+//! whose heartbeats stop is `UNHEALTHY`, then `OFFLINE`. Pools show their agents and work and
+//! a scaling signal that follows demand within the operator's bounds.
 
 use std::time::{Duration, Instant};
 
@@ -201,4 +202,82 @@ async fn a_silent_agent_turns_unhealthy_then_offline() {
         "states over the silence"
     );
     drop(agent);
+}
+
+#[tokio::test]
+async fn pools_report_agents_work_and_a_scaling_signal() {
+    let s = Server::start(Db::Sqlite, &TIMINGS).await;
+    // One connected agent with two slots that takes nothing: the work stays queued.
+    let _agent = Stream::open(s.grpc_admin().await, "p1", 2).await;
+    for _ in 0..10 {
+        enqueue(&s).await;
+    }
+    let pool = |name: &'static str| {
+        let s = &s;
+        async move {
+            let (code, body, _) =
+                send(s.client.get(s.url(&format!("/api/agents/pools/{name}")))).await;
+            assert_eq!(code, 200, "{body}");
+            body["data"].clone()
+        }
+    };
+    let build = pool("build").await;
+    assert_eq!(
+        (
+            &build["connected"],
+            &build["capacity"],
+            &build["queued"],
+            &build["desired_agents"]
+        ),
+        (&json!(1), &json!(2), &json!(10), &json!(5)),
+        "10 jobs over agents of 2 slots: {build}"
+    );
+    let scale = |body: Value| {
+        let s = &s;
+        async move {
+            send(
+                s.client
+                    .post(s.url("/api/agents/pools/build/scale"))
+                    .json(&body),
+            )
+            .await
+        }
+    };
+    let (_, capped, _) = scale(json!({"max_agents": 3})).await;
+    assert_eq!(capped["data"]["desired_agents"], 3, "{capped}");
+    let (_, pinned, _) = scale(json!({"target_agents": 2})).await;
+    assert_eq!(pinned["data"]["desired_agents"], 2, "{pinned}");
+    assert_eq!(pinned["data"]["target_agents"], 2, "{pinned}");
+    let (_, freed, _) = scale(json!({"follow_demand": true})).await;
+    assert_eq!(freed["data"]["target_agents"], Value::Null, "{freed}");
+    assert_eq!(freed["data"]["desired_agents"], 3, "{freed}");
+    let (code, bad, _) = scale(json!({"min_agents": 4})).await;
+    assert_eq!(code, 400, "min above max: {bad}");
+    assert_eq!(bad["errors"][0]["field"], "min_agents", "{bad}");
+
+    // The same over gRPC, and the list names every pool in use.
+    let mut grpc = AgentServiceClient::new(s.grpc_admin().await);
+    let over_grpc = grpc
+        .get_pool(pb::GetPoolRequest {
+            name: "build".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pool
+        .unwrap();
+    assert_eq!((over_grpc.max_agents, over_grpc.desired_agents), (3, 3));
+    let unused = pool("unused").await;
+    assert_eq!(
+        (&unused["agents"], &unused["desired_agents"]),
+        (&json!(0), &json!(0))
+    );
+    let (_, list, _) = send(s.client.get(s.url("/api/agents/pools"))).await;
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["build"], "{list}");
 }

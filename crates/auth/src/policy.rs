@@ -126,14 +126,25 @@ pub static RULES: &[Rule] = &[
     rule(Public, &["POST /agents/register"], &["AgentService/Enroll"]),
     rule(
         S(AgentsRead),
-        &["GET /agents", "GET /agents/{id}"],
-        &["AgentService/ListAgents", "AgentService/GetAgent"],
+        &[
+            "GET /agents",
+            "GET /agents/{id}",
+            "GET /agents/pools",
+            "GET /agents/pools/{name}",
+        ],
+        &[
+            "AgentService/ListAgents",
+            "AgentService/GetAgent",
+            "AgentService/ListPools",
+            "AgentService/GetPool",
+        ],
     ),
     rule(
         S(AgentsAdmin),
         &[
             "POST /agents/{id}/deregister",
             "POST /agents/{id}/status",
+            "POST /agents/pools/{name}/scale",
             "GET /agents/registration-tokens",
             "POST /agents/registration-tokens",
             "DELETE /agents/registration-tokens/{id}",
@@ -141,6 +152,7 @@ pub static RULES: &[Rule] = &[
         &[
             "AgentService/DeregisterAgent",
             "AgentService/SetAgentStatus",
+            "AgentService/ScalePool",
             "AgentService/CreateRegistrationToken",
             "AgentService/ListRegistrationTokens",
             "AgentService/RevokeRegistrationToken",

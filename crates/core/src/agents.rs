@@ -152,6 +152,16 @@ impl Agents {
         &self.config
     }
 
+    /// The registry.
+    pub(crate) fn store(&self) -> &dyn AgentStore {
+        &*self.store
+    }
+
+    /// The queue the agents take work from.
+    pub(crate) fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
     /// The replica is shutting down: every stream is sent `Drain` and ends; the agents keep
     /// their jobs and reconnect to another replica.
     pub fn drain(&self) {

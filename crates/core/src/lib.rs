@@ -1,10 +1,11 @@
 //! The domain of Switchyard. [`queue::Queue`] validates requests, decides backoff, turns bus
 //! wake-ups into long-polling claims and runs the lease reaper; [`agents::Agents`] serves the
-//! agents' streams and the registry; [`health`] answers readiness.
+//! agents' streams and the registry, and [`pools`] their pools and scaling signal; [`health`] answers readiness.
 //! It speaks only `switchyard-types`: no tonic, axum or sqlx type crosses this crate.
 
 pub mod agents;
 pub mod health;
+pub mod pools;
 pub mod queue;
 mod validate;
 

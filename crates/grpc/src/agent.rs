@@ -10,7 +10,7 @@ use switchyard_core::{Agents, FromAgent, Hello, ToAgent};
 use switchyard_proto::convert::{agent_status_from_pb, job_id};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::agent_service_server::AgentService;
-use switchyard_types::{Error, Outcome, Result, SpiffeId};
+use switchyard_types::{Error, Outcome, PoolScale, Result, SpiffeId};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -233,6 +233,49 @@ impl AgentService for AgentGrpc {
             .map_err(to_status)?;
         Ok(Response::new(pb::SetAgentStatusResponse {
             agent: Some(agent.into()),
+        }))
+    }
+
+    async fn list_pools(
+        &self,
+        request: Request<pb::ListPoolsRequest>,
+    ) -> Result<Response<pb::ListPoolsResponse>, Status> {
+        let (who, _) = take(request)?;
+        let pools = self.agents.pools(&who).await.map_err(to_status)?;
+        Ok(Response::new(pb::ListPoolsResponse {
+            pools: pools.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_pool(
+        &self,
+        request: Request<pb::GetPoolRequest>,
+    ) -> Result<Response<pb::GetPoolResponse>, Status> {
+        let (who, req) = take(request)?;
+        let pool = self.agents.pool(&who, &req.name).await.map_err(to_status)?;
+        Ok(Response::new(pb::GetPoolResponse {
+            pool: Some(pool.into()),
+        }))
+    }
+
+    async fn scale_pool(
+        &self,
+        request: Request<pb::ScalePoolRequest>,
+    ) -> Result<Response<pb::ScalePoolResponse>, Status> {
+        let (who, req) = take(request)?;
+        let change = PoolScale {
+            min_agents: req.min_agents,
+            max_agents: req.max_agents,
+            target_agents: req.target_agents,
+            follow_demand: req.follow_demand,
+        };
+        let pool = self
+            .agents
+            .scale(&who, &req.name, &change)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ScalePoolResponse {
+            pool: Some(pool.into()),
         }))
     }
 

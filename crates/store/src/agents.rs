@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use switchyard_types::{
-    Agent, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken, RegistrationToken,
-    RegistrationTokenId, Result, TenantId,
+    Agent, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken, PoolSettings,
+    RegistrationToken, RegistrationTokenId, Result, TenantId,
 };
 use uuid::Uuid;
 
@@ -52,6 +52,17 @@ pub trait AgentStore: Send + Sync + 'static {
         id: AgentId,
         draining: bool,
     ) -> Result<Agent>;
+
+    /// The tenant's configured pools, by name.
+    async fn pool_settings(&self, tenant: &TenantId) -> Result<Vec<PoolSettings>>;
+
+    /// Stores a pool's settings (creating or replacing them). `NotFound` when the tenant does
+    /// not exist.
+    async fn set_pool_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &PoolSettings,
+    ) -> Result<PoolSettings>;
 
     /// A heartbeat without a stream (simple clients): the time, and `HEALTHY`. `NotFound` when
     /// absent or another tenant's, `Conflict` when deregistered.

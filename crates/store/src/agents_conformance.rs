@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use switchyard_types::{
     Agent, AgentHello, AgentStatus, Enrollment, Error, ErrorKind, Labels, NewRegistrationToken,
-    RegistrationToken, RegistrationTokenId,
+    PoolSettings, RegistrationToken, RegistrationTokenId,
 };
 use uuid::Uuid;
 
@@ -31,7 +31,8 @@ macro_rules! agents_conformance_suite {
             re_enrollment_over_a_deregistered_agent_gets_a_new_id,
             enrolled_agents_connect_by_id_in_their_pool_until_deregistered,
             deregistered_agents_stay_terminated,
-            drains_states_and_unary_heartbeats_are_recorded);
+            drains_states_and_unary_heartbeats_are_recorded,
+            pool_settings_are_stored_per_tenant);
         $crate::agents_conformance_suite!(@each $make,
             (flavor = "multi_thread", worker_threads = 4),
             concurrent_enrollments_with_one_token_enroll_once);
@@ -125,11 +126,11 @@ pub async fn a_newer_stream_replaces_an_older_one(stores: &Stores) {
     let new = hello("a1");
     agents.connect_agent(&new).await.unwrap();
     assert!(
-        !agents
+        agents
             .agent_heartbeat(&agent.tenant, agent.id, old.session, &beat(3))
             .await
             .unwrap()
-            .is_some(),
+            .is_none(),
         "the replaced stream's heartbeat is refused"
     );
     agents
@@ -146,11 +147,11 @@ pub async fn a_newer_stream_replaces_an_older_one(stores: &Stores) {
     let gone = agents.agent(&agent.tenant, agent.id).await.unwrap();
     assert_eq!(gone.status, AgentStatus::Offline);
     assert!(
-        !agents
+        agents
             .agent_heartbeat(&agent.tenant, agent.id, new.session, &beat(1))
             .await
             .unwrap()
-            .is_some(),
+            .is_none(),
         "a closed stream's heartbeat is refused"
     );
 }
@@ -636,11 +637,11 @@ pub async fn deregistered_agents_stay_terminated(stores: &Stores) {
         "idempotent"
     );
     assert!(
-        !agents
+        agents
             .agent_heartbeat(&tenant, agent.id, stream.session, &beat(3))
             .await
             .unwrap()
-            .is_some(),
+            .is_none(),
         "the deregistered agent's stream ends at its next heartbeat"
     );
     agents
@@ -692,4 +693,44 @@ pub async fn concurrent_enrollments_with_one_token_enroll_once(stores: &Stores) 
         agents.list_agents(&spec.tenant, None).await.unwrap(),
         std::slice::from_ref(agent)
     );
+}
+
+/// Pool settings are created, replaced and listed by name, per tenant.
+pub async fn pool_settings_are_stored_per_tenant(stores: &Stores) {
+    let agents = &*stores.agents;
+    let acme = tenant("acme");
+    stores.identity.create_tenant(&acme, "Acme").await.unwrap();
+    let default = tenant("default");
+    assert!(agents.pool_settings(&default).await.unwrap().is_empty());
+    let build = PoolSettings {
+        pool: "build".into(),
+        min_agents: 1,
+        max_agents: 8,
+        target_agents: Some(3),
+    };
+    assert_eq!(
+        agents.set_pool_settings(&default, &build).await.unwrap(),
+        build
+    );
+    let deploy = PoolSettings::defaults("deploy");
+    agents.set_pool_settings(&default, &deploy).await.unwrap();
+    let unpinned = PoolSettings {
+        target_agents: None,
+        max_agents: 9,
+        ..build.clone()
+    };
+    assert_eq!(
+        agents.set_pool_settings(&default, &unpinned).await.unwrap(),
+        unpinned
+    );
+    assert_eq!(
+        agents.pool_settings(&default).await.unwrap(),
+        vec![unpinned, deploy]
+    );
+    assert!(agents.pool_settings(&acme).await.unwrap().is_empty());
+    let nobody = agents
+        .set_pool_settings(&tenant("nobody"), &build)
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.kind, ErrorKind::NotFound);
 }

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use switchyard_types::{
-    Agent, AgentId, AgentStatus, Error, ErrorKind, RegistrationToken, Result, Role, ScopeSet,
-    TenantId,
+    Agent, AgentId, AgentStatus, Error, ErrorKind, PoolSettings, RegistrationToken, Result, Role,
+    ScopeSet, TenantId,
 };
 use uuid::Uuid;
 
@@ -178,6 +178,29 @@ pub(crate) fn not_live(found: Result<Agent>) -> Error {
             format!("agent {} was deregistered", agent.id),
         ),
         Ok(agent) => Error::unavailable(format!("agent {} changed meanwhile; retry", agent.id)),
+    }
+}
+
+/// A pool's settings, as both databases return them (counts as 64-bit integers).
+#[derive(FromRow)]
+pub(crate) struct PoolRow {
+    name: String,
+    min_agents: i64,
+    max_agents: i64,
+    target_agents: Option<i64>,
+}
+
+impl TryFrom<PoolRow> for PoolSettings {
+    type Error = Error;
+
+    fn try_from(r: PoolRow) -> Result<PoolSettings> {
+        let count = |n: i64| u32::try_from(n).map_err(|_| corrupt("pool agent count"));
+        Ok(PoolSettings {
+            pool: r.name,
+            min_agents: count(r.min_agents)?,
+            max_agents: count(r.max_agents)?,
+            target_agents: r.target_agents.map(count).transpose()?,
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use switchyard_types::{
-    Agent, AgentHello, AgentId, AgentStatus, Enrollment, Error, NewRegistrationToken,
+    Agent, AgentHello, AgentId, AgentStatus, Enrollment, Error, NewRegistrationToken, PoolSettings,
     RegistrationToken, RegistrationTokenId, Result, TenantId,
 };
 use uuid::Uuid;
@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::agents::{AgentStore, Beat};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
-    PresentedTokenRow, connect_refused, corrupt, missing, name_taken, not_live, presented_token,
-    tenant_id,
+    PoolRow, PresentedTokenRow, connect_refused, corrupt, missing, name_taken, not_live,
+    presented_token, tenant_id,
 };
 use crate::postgres::PgStore;
 use crate::rows::{db_int, millis};
@@ -202,6 +202,44 @@ impl AgentStore for PgStore {
             Some(row) => row.try_into(),
             None => Err(not_live(self.agent(tenant, id).await)),
         }
+    }
+
+    async fn pool_settings(&self, tenant: &TenantId) -> Result<Vec<PoolSettings>> {
+        let rows: Vec<PoolRow> = sqlx::query_as(
+            "SELECT name, min_agents::bigint AS min_agents, max_agents::bigint AS max_agents,
+                    target_agents::bigint AS target_agents
+             FROM pools WHERE tenant_id = $1 ORDER BY name",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(self.pool())
+        .await
+        .map_err(from_sqlx)?;
+        rows.into_iter().map(PoolSettings::try_from).collect()
+    }
+
+    async fn set_pool_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &PoolSettings,
+    ) -> Result<PoolSettings> {
+        let row: PoolRow = sqlx::query_as(
+            "INSERT INTO pools (tenant_id, name, min_agents, max_agents, target_agents)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant_id, name) DO UPDATE SET
+                 min_agents = EXCLUDED.min_agents, max_agents = EXCLUDED.max_agents,
+                 target_agents = EXCLUDED.target_agents, updated_at = now()
+             RETURNING name, min_agents::bigint AS min_agents, max_agents::bigint AS max_agents,
+                       target_agents::bigint AS target_agents",
+        )
+        .bind(tenant.as_str())
+        .bind(&settings.pool)
+        .bind(db_int(settings.min_agents))
+        .bind(db_int(settings.max_agents))
+        .bind(settings.target_agents.map(db_int))
+        .fetch_one(self.pool())
+        .await
+        .map_err(missing(format!("tenant {tenant}")))?;
+        row.try_into()
     }
 
     async fn touch_agent(&self, tenant: &TenantId, id: AgentId) -> Result<Agent> {

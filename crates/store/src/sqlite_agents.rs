@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use switchyard_types::{
-    Agent, AgentHello, AgentId, AgentStatus, Enrollment, Error, NewRegistrationToken,
+    Agent, AgentHello, AgentId, AgentStatus, Enrollment, Error, NewRegistrationToken, PoolSettings,
     RegistrationToken, RegistrationTokenId, Result, TenantId,
 };
 use uuid::Uuid;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::agents::{AgentStore, Beat};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
-    PresentedTokenRow, at, connect_refused, corrupt, missing, name_taken, not_live,
+    PoolRow, PresentedTokenRow, at, connect_refused, corrupt, missing, name_taken, not_live,
     presented_token, tenant_id, uuid,
 };
 use crate::rows::millis;
@@ -209,6 +209,43 @@ impl AgentStore for SqliteStore {
             Some(row) => row.try_into(),
             None => Err(not_live(self.agent(tenant, id).await)),
         }
+    }
+
+    async fn pool_settings(&self, tenant: &TenantId) -> Result<Vec<PoolSettings>> {
+        let rows: Vec<PoolRow> = sqlx::query_as(
+            "SELECT name, min_agents, max_agents, target_agents FROM pools
+             WHERE tenant_id = ?1 ORDER BY name",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        rows.into_iter().map(PoolSettings::try_from).collect()
+    }
+
+    async fn set_pool_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &PoolSettings,
+    ) -> Result<PoolSettings> {
+        let row: PoolRow = sqlx::query_as(
+            "INSERT INTO pools (tenant_id, name, min_agents, max_agents, target_agents, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant_id, name) DO UPDATE SET
+                 min_agents = excluded.min_agents, max_agents = excluded.max_agents,
+                 target_agents = excluded.target_agents, updated_at = excluded.updated_at
+             RETURNING name, min_agents, max_agents, target_agents",
+        )
+        .bind(tenant.as_str())
+        .bind(&settings.pool)
+        .bind(i64::from(settings.min_agents))
+        .bind(i64::from(settings.max_agents))
+        .bind(settings.target_agents.map(i64::from))
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(missing(format!("tenant {tenant}")))?;
+        row.try_into()
     }
 
     async fn touch_agent(&self, tenant: &TenantId, id: AgentId) -> Result<Agent> {

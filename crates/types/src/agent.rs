@@ -158,6 +158,70 @@ pub struct AgentCertificate {
     pub identity: SpiffeId,
 }
 
+/// An operator's settings of a pool: bounds for its agent count and, optionally, a pinned
+/// target. A pool without settings has the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// The pool.
+    pub pool: String,
+    /// The fewest agents the pool should have.
+    pub min_agents: u32,
+    /// The most agents the pool should have.
+    pub max_agents: u32,
+    /// A pinned agent count; `None` lets the scaling signal follow demand.
+    pub target_agents: Option<u32>,
+}
+
+impl PoolSettings {
+    /// The most agents a pool may ask for.
+    pub const MAX_AGENTS: u32 = 10_000;
+
+    /// The settings of a pool nobody configured: 0 to 100 agents, following demand.
+    pub fn defaults(pool: &str) -> Self {
+        PoolSettings {
+            pool: pool.to_owned(),
+            min_agents: 0,
+            max_agents: 100,
+            target_agents: None,
+        }
+    }
+}
+
+/// A change to a pool's settings; what is `None` stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolScale {
+    /// New lower bound.
+    pub min_agents: Option<u32>,
+    /// New upper bound.
+    pub max_agents: Option<u32>,
+    /// Pin the agent count to this.
+    pub target_agents: Option<u32>,
+    /// Unpin: let the scaling signal follow demand again.
+    pub follow_demand: bool,
+}
+
+/// A pool as operators and autoscalers see it: its settings, its agents, its work, and the
+/// scaling signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// Its settings (the defaults when nobody set any).
+    pub settings: PoolSettings,
+    /// Registered agents, deregistered ones excepted.
+    pub agents: u32,
+    /// Agents connected now (`HEALTHY`, `DEGRADED`, `UNHEALTHY` or `TERMINATING`).
+    pub connected: u32,
+    /// The slots of the connected agents.
+    pub capacity: u32,
+    /// Jobs the connected agents hold.
+    pub running: u32,
+    /// Jobs waiting in the pool.
+    pub queued: u64,
+    /// Age in seconds of the oldest job that is due and waiting; 0 when none.
+    pub oldest_wait_seconds: f64,
+    /// How many agents the pool should have now: see DESIGN §3.5 and docs/agent-protocol.md.
+    pub desired_agents: u32,
+}
+
 /// A registration token's id, embedded in the token (`syt_<id>_<secret>`).
 pub type RegistrationTokenId = Uuid;
 

@@ -13,7 +13,7 @@ mod agent;
 
 pub use agent::{
     Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken,
-    RegistrationToken, RegistrationTokenId, SpiffeId, is_pool_name,
+    Pool, PoolScale, PoolSettings, RegistrationToken, RegistrationTokenId, SpiffeId, is_pool_name,
 };
 pub use error::{Error, ErrorKind, FieldViolation, Result};
 pub use identity::{

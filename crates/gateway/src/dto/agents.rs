@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use switchyard_types::{Agent, AgentCertificate, AgentStatus, Labels, RegistrationToken};
+use switchyard_types::{
+    Agent, AgentCertificate, AgentStatus, Labels, Pool, PoolScale, RegistrationToken,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use super::LabelsSchema;
@@ -183,4 +185,75 @@ pub struct CreatedRegistrationTokenView {
     pub token: String,
     /// Its record.
     pub registration_token: RegistrationTokenView,
+}
+
+/// A pool of agents: its settings, its agents and work, and the scaling signal.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PoolView {
+    /// The pool's name.
+    pub name: String,
+    /// The fewest agents it should have.
+    pub min_agents: u32,
+    /// The most agents it should have.
+    pub max_agents: u32,
+    /// A pinned agent count; null while the signal follows demand.
+    pub target_agents: Option<u32>,
+    /// Registered agents, deregistered ones excepted.
+    pub agents: u32,
+    /// Agents connected now.
+    pub connected: u32,
+    /// Slots of the connected agents.
+    pub capacity: u32,
+    /// Jobs the connected agents hold.
+    pub running: u32,
+    /// Jobs waiting in the pool.
+    pub queued: u64,
+    /// Age in seconds of the oldest due job waiting; 0 when none.
+    pub oldest_wait_seconds: f64,
+    /// The scaling signal: how many agents the pool should have now.
+    pub desired_agents: u32,
+}
+
+impl From<Pool> for PoolView {
+    fn from(p: Pool) -> Self {
+        PoolView {
+            name: p.settings.pool,
+            min_agents: p.settings.min_agents,
+            max_agents: p.settings.max_agents,
+            target_agents: p.settings.target_agents,
+            agents: p.agents,
+            connected: p.connected,
+            capacity: p.capacity,
+            running: p.running,
+            queued: p.queued,
+            oldest_wait_seconds: p.oldest_wait_seconds,
+            desired_agents: p.desired_agents,
+        }
+    }
+}
+
+/// `POST /api/agents/pools/{name}/scale`: what is left out keeps its value.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScalePoolBody {
+    /// A new lower bound.
+    pub min_agents: Option<u32>,
+    /// A new upper bound (at most 10000).
+    pub max_agents: Option<u32>,
+    /// Pin the agent count.
+    pub target_agents: Option<u32>,
+    /// Unpin: the signal follows demand again.
+    #[serde(default)]
+    pub follow_demand: bool,
+}
+
+impl From<ScalePoolBody> for PoolScale {
+    fn from(b: ScalePoolBody) -> Self {
+        PoolScale {
+            min_agents: b.min_agents,
+            max_agents: b.max_agents,
+            target_agents: b.target_agents,
+            follow_demand: b.follow_demand,
+        }
+    }
 }

@@ -67,8 +67,8 @@ pub mod agents;
 
 pub use agents::{
     AgentStatusBody, AgentView, CertificateView, CreateRegistrationTokenBody,
-    CreatedRegistrationTokenView, EnrolledView, ListAgentsQuery, RegisterAgentBody,
-    RegistrationTokenView,
+    CreatedRegistrationTokenView, EnrolledView, ListAgentsQuery, PoolView, RegisterAgentBody,
+    RegistrationTokenView, ScalePoolBody,
 };
 
 /// The OpenAPI schema of labels: a map from label name to value (both strings).

@@ -14,7 +14,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::dto::{
     AgentStatusBody, AgentView, CreateRegistrationTokenBody, CreatedRegistrationTokenView,
-    EnrolledView, ListAgentsQuery, RegisterAgentBody, RegistrationTokenView,
+    EnrolledView, ListAgentsQuery, PoolView, RegisterAgentBody, RegistrationTokenView,
+    ScalePoolBody,
 };
 use crate::envelope::{ApiError, Data};
 use crate::extract::{ApiJson, ApiQuery};
@@ -34,6 +35,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(register_agent))
         .routes(routes!(create_registration_token, list_registration_tokens))
         .routes(routes!(revoke_registration_token))
+        .routes(routes!(list_pools))
+        .routes(routes!(get_pool))
+        .routes(routes!(scale_pool))
 }
 
 fn enrollments(state: &AppState) -> Result<&Enrollments, ApiError> {
@@ -194,4 +198,38 @@ async fn revoke_registration_token(
     Ok(Data::ok(
         enrollments(&state)?.revoke_token(&who, id).await?.into(),
     ))
+}
+
+/// The tenant's pools (every pool with settings, agents or work), each with its scaling signal.
+#[utoipa::path(get, path = "/agents/pools", tag = "agents",
+    responses((status = 200, body = Success<Vec<PoolView>>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn list_pools(State(state): State<AppState>, Caller(who): Caller) -> Reply<Vec<PoolView>> {
+    let pools = agents(&state)?.pools(&who).await?;
+    Ok(Data::ok(pools.into_iter().map(Into::into).collect()))
+}
+
+/// One pool.
+#[utoipa::path(get, path = "/agents/pools/{name}", tag = "agents",
+    params(("name" = String, Path, description = "Pool name")),
+    responses((status = 200, body = Success<PoolView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn get_pool(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+) -> Reply<PoolView> {
+    Ok(Data::ok(agents(&state)?.pool(&who, &name).await?.into()))
+}
+
+/// Changes a pool's bounds, or pins or unpins its agent count.
+#[utoipa::path(post, path = "/agents/pools/{name}/scale", tag = "agents", request_body = ScalePoolBody,
+    params(("name" = String, Path, description = "Pool name")),
+    responses((status = 200, body = Success<PoolView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn scale_pool(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<ScalePoolBody>,
+) -> Reply<PoolView> {
+    let pool = agents(&state)?.scale(&who, &name, &body.into()).await?;
+    Ok(Data::ok(pool.into()))
 }

@@ -1,6 +1,6 @@
 //! Agents: the registry record, certificates and registration tokens.
 
-use switchyard_types::{Agent, AgentCertificate, AgentStatus, RegistrationToken};
+use switchyard_types::{Agent, AgentCertificate, AgentStatus, Pool, RegistrationToken};
 
 use switchyard_types::{Error, Result};
 
@@ -76,6 +76,24 @@ impl From<RegistrationToken> for pb::RegistrationToken {
             used_at: t.used_at.map(timestamp),
             agent_id: t.agent_id.map(|id| id.to_string()).unwrap_or_default(),
             revoked_at: t.revoked_at.map(timestamp),
+        }
+    }
+}
+
+impl From<Pool> for pb::Pool {
+    fn from(p: Pool) -> Self {
+        pb::Pool {
+            name: p.settings.pool,
+            min_agents: p.settings.min_agents,
+            max_agents: p.settings.max_agents,
+            target_agents: p.settings.target_agents,
+            agents: p.agents,
+            connected: p.connected,
+            capacity: p.capacity,
+            running: p.running,
+            queued: p.queued,
+            oldest_wait_seconds: p.oldest_wait_seconds,
+            desired_agents: p.desired_agents,
         }
     }
 }
