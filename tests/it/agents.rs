@@ -79,7 +79,7 @@ impl Drop for Agent {
 }
 
 /// A fresh working directory with a secrets file.
-fn workdir() -> PathBuf {
+pub(crate) fn workdir() -> PathBuf {
     let dir = std::env::temp_dir().join(switchyard_testkit::unique("sy-agent-"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -102,7 +102,7 @@ async fn agent_key(s: &Server) -> String {
 }
 
 /// Enqueues a shell job in pool `build`; returns its id.
-async fn enqueue_shell(s: &Server, payload: Value, max_attempts: u32) -> String {
+pub(crate) async fn enqueue_shell(s: &Server, payload: Value, max_attempts: u32) -> String {
     let body =
         json!({"pool": "build", "kind": "shell", "payload": payload, "max_attempts": max_attempts});
     let (status, body, _) = send(s.client.post(s.url("/api/queue/jobs")).json(&body)).await;
@@ -110,14 +110,19 @@ async fn enqueue_shell(s: &Server, payload: Value, max_attempts: u32) -> String 
     body["data"]["id"].as_str().unwrap().to_owned()
 }
 
-async fn job(s: &Server, id: &str) -> Value {
+pub(crate) async fn job(s: &Server, id: &str) -> Value {
     let (status, body, _) = send(s.client.get(s.url(&format!("/api/queue/jobs/{id}")))).await;
     assert_eq!(status, 200, "{body}");
     body["data"].clone()
 }
 
 /// Polls job `id` until `done` holds for it, for at most `limit`; returns the job.
-async fn wait_for(s: &Server, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(
+    s: &Server,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + limit;
     loop {
         let j = job(s, id).await;
@@ -129,7 +134,7 @@ async fn wait_for(s: &Server, id: &str, limit: Duration, done: impl Fn(&Value) -
     }
 }
 
-fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
+pub(crate) fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
     move |j| j["state"] == state
 }
 

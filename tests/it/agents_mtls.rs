@@ -1,7 +1,8 @@
 //! Agents over mutual TLS: a registration token buys a certificate once; the certificate, not
 //! the `Hello`, says who the agent is; certificates from another CA, expired ones and those of
 //! deregistered agents are refused; plaintext and token-only agents are refused where the
-//! server verifies client certificates; a certificate renews over the stream.
+//! server verifies client certificates; a certificate renews over the stream; and a real
+//! `switchyard agent`, enrolled with `switchyard agent enroll`, runs a shell job over mTLS.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +17,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status, Streaming};
 
-use crate::support::{Db, Server, send};
+use crate::agents::{enqueue_shell, state_is, wait_for, workdir};
+use crate::support::{Db, Server, binary, send};
 
 /// A CA, a server certificate for `localhost` signed by it, and their files.
 struct Pki {
@@ -459,4 +461,68 @@ async fn a_certificate_renews_over_the_stream() {
     let (_, first) = hello(&fresh, "build").await.unwrap();
     let expected: Value = enrolled.agent.unwrap().id.into();
     assert_eq!(Value::from(welcome(first).agent_id), expected);
+}
+
+#[tokio::test]
+async fn a_real_agent_enrolls_and_runs_a_shell_job_over_mtls() {
+    let pki = pki_with_key();
+    let s = start(&pki).await;
+    let (token, _) = token(&s, "build", 600).await;
+    let server = format!("https://localhost:{}", s.grpc.port());
+    let dir = workdir();
+    let certs = dir.join("certs");
+    let enrolled = binary()
+        .args(["agent", "enroll", "--server", &server, "--name", "real-1"])
+        .args(["--ca-file", &pki.path("ca.pem")])
+        .arg("--cert-dir")
+        .arg(&certs)
+        .env("SWITCHYARD_REGISTRATION_TOKEN", &token)
+        .output()
+        .expect("run switchyard agent enroll");
+    let said = String::from_utf8_lossy(&enrolled.stdout);
+    assert!(
+        enrolled.status.success() && said.contains("in pool build"),
+        "enroll: {said} {}",
+        String::from_utf8_lossy(&enrolled.stderr)
+    );
+    // The same token again: refused with the server's reason, and nothing overwritten.
+    let again = binary()
+        .args([
+            "agent", "enroll", "--server", &server, "--name", "real-2", "--force",
+        ])
+        .args(["--ca-file", &pki.path("ca.pem")])
+        .arg("--cert-dir")
+        .arg(dir.join("other"))
+        .env("SWITCHYARD_REGISTRATION_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already used"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let mut agent = binary()
+        .args(["agent", "--server", &server])
+        .arg("--cert-dir")
+        .arg(&certs)
+        .env("SWITCHYARD_WORKDIR", &dir)
+        .env("SWITCHYARD_SHUTDOWN_GRACE_SECONDS", "2")
+        .spawn()
+        .expect("spawn switchyard agent");
+    let id = enqueue_shell(&s, json!({"command": "echo hello over mtls"}), 1).await;
+    let done = wait_for(&s, &id, Duration::from_secs(20), state_is("COMPLETED")).await;
+    assert_eq!(done["claimed_by"], "real-1", "{done}");
+    let (_, logs, _) = send(s.client.get(s.url(&format!("/api/queue/jobs/{id}/logs")))).await;
+    assert!(logs.to_string().contains("hello over mtls"), "{logs}");
+    let (_, agents, _) = send(s.client.get(s.url("/api/agents"))).await;
+    let listed = &agents["data"][0];
+    assert_eq!(
+        (&listed["name"], &listed["status"]),
+        (&json!("real-1"), &json!("HEALTHY")),
+        "{agents}"
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
 }
