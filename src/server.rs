@@ -148,6 +148,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     if let Some((email, file)) = &auth.dev_admin {
         say(&identity::dev_login_hint(email, file.as_deref(), http_addr));
     }
+    if let Some(ca) = &plan.tls.dev_ca_file {
+        say(&format!(
+            "enroll an agent over mTLS: POST http://{http_addr}/api/agents/registration-tokens \
+             {{\"pool\":\"build\"}}, then switchyard agent enroll --server https://{grpc_addr} \
+             --ca-file {} --token <token> --cert-dir <dir>",
+            ca.display()
+        ));
+    }
 
     let builtin_agent = plan.builtin_agent.as_deref().map(|dir| {
         let config = crate::agent::builtin(grpc_addr, dir);

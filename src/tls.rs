@@ -2,7 +2,7 @@
 //! `dev` keeps a local CA in `<data dir>/tls/` (created on first start) and serves TLS and
 //! plaintext on one port, so `buf curl` works without certificates and agents can use mTLS.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,6 @@ const DEV_SERVER_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 const DEV_AGENT_CERT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// TLS and enrollment for one control plane.
-#[derive(Default)]
 pub struct TlsPlan {
     /// TLS on the gRPC port, if any.
     pub tls: Option<Tls>,
@@ -27,6 +26,8 @@ pub struct TlsPlan {
     pub signer: Option<Signer>,
     /// Whether agents may connect with a bearer token instead of a certificate.
     pub agent_tokens: bool,
+    /// `dev`'s CA certificate file, for the hint printed at start.
+    pub dev_ca_file: Option<PathBuf>,
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<String> {
@@ -70,6 +71,7 @@ pub fn serve(args: &TlsArgs) -> anyhow::Result<TlsPlan> {
         tls,
         signer,
         agent_tokens: args.agent_tokens.unwrap_or(client_ca.is_none()),
+        dev_ca_file: None,
     })
 }
 
@@ -94,5 +96,6 @@ pub fn dev(data_dir: &Path) -> anyhow::Result<TlsPlan> {
             cert_ttl: DEV_AGENT_CERT_TTL,
         }),
         agent_tokens: true,
+        dev_ca_file: Some(dir.join("ca.pem")),
     })
 }

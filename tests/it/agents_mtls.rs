@@ -208,10 +208,10 @@ async fn refused_by_tls(s: &Server, pki: &Pki, cert: &str, key: &AgentKey, what:
 }
 
 fn welcome(first: pb::connect_response::Body) -> pb::Welcome {
-    match first {
-        pb::connect_response::Body::Welcome(w) => w,
-        other => panic!("expected Welcome, got {other:?}"),
-    }
+    let pb::connect_response::Body::Welcome(w) = first else {
+        panic!("expected Welcome, got {first:?}");
+    };
+    w
 }
 
 #[tokio::test]

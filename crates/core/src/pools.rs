@@ -184,11 +184,9 @@ fn desired_agents(
     let wanted = match settings.target_agents {
         Some(target) => target,
         None => {
-            let per_agent = if connected == 0 {
-                DEFAULT_AGENT_CAPACITY
-            } else {
-                (capacity / connected).max(1)
-            };
+            let per_agent = capacity
+                .checked_div(connected)
+                .map_or(DEFAULT_AGENT_CAPACITY, |mean| mean.max(1));
             let by_demand =
                 u32::try_from(demand.div_ceil(u64::from(per_agent))).unwrap_or(u32::MAX);
             if queued > 0 && oldest_wait_seconds > BACKLOG_WAIT.as_secs_f64() {

@@ -50,6 +50,16 @@ async fn keys_per_scope(s: &Server) -> Vec<Keys> {
     keys
 }
 
+/// The access a caller without a client certificate needs: the server under test has no
+/// client CA, so agents there connect with `jobs:write` tokens.
+fn token_access(access: Access) -> Access {
+    if access == Access::Agent {
+        Access::Scope(Scope::JobsWrite)
+    } else {
+        access
+    }
+}
+
 fn keys_for(keys: &[Keys], scope: Scope) -> &Keys {
     keys.iter().find(|k| k.scope == scope).unwrap()
 }
@@ -95,12 +105,7 @@ async fn every_rest_route_requires_exactly_its_scope() {
     let mut guarded = 0;
     for (method, path, access) in http_routes() {
         let route = format!("{method} {path}");
-        // REST carries no client certificates: agents there use `jobs:write` tokens.
-        let access = match access {
-            Access::Agent => Access::Scope(Scope::JobsWrite),
-            other => other,
-        };
-        match access {
+        match token_access(access) {
             Access::Scope(scope) => {
                 guarded += 1;
                 let k = keys_for(&keys, scope);
@@ -265,13 +270,8 @@ async fn every_rpc_requires_exactly_its_scope() {
     let mut guarded = 0;
     for rule in RULES {
         for rpc in rule.rpc {
-            // Without a client CA the server lets agents connect with `jobs:write` tokens.
-            let access = match rule.access {
-                Access::Agent => Access::Scope(Scope::JobsWrite),
-                other => other,
-            };
-            match access {
-                Access::Agent => unreachable!("mapped to its token scope above"),
+            match token_access(rule.access) {
+                Access::Agent => unreachable!("token_access maps it to its scope"),
                 Access::Scope(scope) => {
                     guarded += 1;
                     let path = format!("/{GRPC_PACKAGE}.{rpc}");

@@ -3,6 +3,7 @@
 //! which reads what the agent sends and answers what the test says. Heartbeats are answered
 //! (unless told not to) and kept out of the way. `Enroll` answers as the test's function says.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,8 @@ use switchyard_proto::v1::agent_service_server::{AgentService, AgentServiceServe
 use switchyard_proto::v1::connect_request::Body as Request;
 use switchyard_proto::v1::connect_response::Body as Reply;
 use switchyard_proto::v1::{
-    ConnectRequest, ConnectResponse, CreateRegistrationTokenRequest,
-    CreateRegistrationTokenResponse, DeregisterAgentRequest, DeregisterAgentResponse,
-    EnrollRequest, EnrollResponse, GetAgentRequest, GetAgentResponse, HeartbeatAck,
-    HeartbeatRequest, HeartbeatResponse, Hello, ListAgentsRequest, ListAgentsResponse,
-    ListRegistrationTokensRequest, ListRegistrationTokensResponse, RevokeRegistrationTokenRequest,
-    RevokeRegistrationTokenResponse, SetAgentStatusRequest, SetAgentStatusResponse, Welcome,
+    self as v1, ConnectRequest, ConnectResponse, EnrollRequest, EnrollResponse, HeartbeatAck,
+    Hello, Welcome,
 };
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -139,9 +136,40 @@ struct Scripted {
 
 type Replies = Pin<Box<dyn tokio_stream::Stream<Item = Result<ConnectResponse, Status>> + Send>>;
 
+/// RPCs the scripted server does not serve: `UNIMPLEMENTED`, in the shape `async_trait` gives
+/// the trait's methods.
+macro_rules! not_served {
+    ($($rpc:ident($request:ident) -> $response:ident;)+) => {$(
+        fn $rpc<'life0, 'async_trait>(
+            &'life0 self,
+            _: RpcRequest<v1::$request>,
+        ) -> Pin<Box<dyn Future<Output = Result<Response<v1::$response>, Status>> + Send + 'async_trait>>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(async { Err(Status::unimplemented("not in this test")) })
+        }
+    )+};
+}
+
 #[tonic::async_trait]
 impl AgentService for Scripted {
     type ConnectStream = Replies;
+
+    not_served! {
+        list_agents(ListAgentsRequest) -> ListAgentsResponse;
+        get_agent(GetAgentRequest) -> GetAgentResponse;
+        heartbeat(HeartbeatRequest) -> HeartbeatResponse;
+        set_agent_status(SetAgentStatusRequest) -> SetAgentStatusResponse;
+        deregister_agent(DeregisterAgentRequest) -> DeregisterAgentResponse;
+        create_registration_token(CreateRegistrationTokenRequest) -> CreateRegistrationTokenResponse;
+        list_registration_tokens(ListRegistrationTokensRequest) -> ListRegistrationTokensResponse;
+        revoke_registration_token(RevokeRegistrationTokenRequest) -> RevokeRegistrationTokenResponse;
+        list_pools(ListPoolsRequest) -> ListPoolsResponse;
+        get_pool(GetPoolRequest) -> GetPoolResponse;
+        scale_pool(ScalePoolRequest) -> ScalePoolResponse;
+    }
 
     async fn connect(
         &self,
@@ -165,20 +193,6 @@ impl AgentService for Scripted {
         Ok(Response::new(Box::pin(ReceiverStream::new(replies))))
     }
 
-    async fn list_agents(
-        &self,
-        _: RpcRequest<ListAgentsRequest>,
-    ) -> Result<Response<ListAgentsResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn get_agent(
-        &self,
-        _: RpcRequest<GetAgentRequest>,
-    ) -> Result<Response<GetAgentResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
     async fn enroll(
         &self,
         request: RpcRequest<EnrollRequest>,
@@ -188,48 +202,6 @@ impl AgentService for Scripted {
             .as_ref()
             .ok_or_else(|| Status::unimplemented("not in this test"))?;
         enroll(request.into_inner()).map(Response::new)
-    }
-
-    async fn heartbeat(
-        &self,
-        _: RpcRequest<HeartbeatRequest>,
-    ) -> Result<Response<HeartbeatResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn set_agent_status(
-        &self,
-        _: RpcRequest<SetAgentStatusRequest>,
-    ) -> Result<Response<SetAgentStatusResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn deregister_agent(
-        &self,
-        _: RpcRequest<DeregisterAgentRequest>,
-    ) -> Result<Response<DeregisterAgentResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn create_registration_token(
-        &self,
-        _: RpcRequest<CreateRegistrationTokenRequest>,
-    ) -> Result<Response<CreateRegistrationTokenResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn list_registration_tokens(
-        &self,
-        _: RpcRequest<ListRegistrationTokensRequest>,
-    ) -> Result<Response<ListRegistrationTokensResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
-    }
-
-    async fn revoke_registration_token(
-        &self,
-        _: RpcRequest<RevokeRegistrationTokenRequest>,
-    ) -> Result<Response<RevokeRegistrationTokenResponse>, Status> {
-        Err(Status::unimplemented("not in this test"))
     }
 }
 
