@@ -26,14 +26,14 @@ const TIMINGS: [(&str, &str); 2] = [
 ];
 
 /// A running `switchyard agent`; killed when dropped.
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
 }
 
 impl Agent {
     /// Starts agent `name` in pool `build` against `servers`, authenticating with `token`,
     /// with `dir` as its working directory and `dir/secrets.json` as its secrets file.
-    fn start(name: &str, servers: &[&Server], token: &str, dir: &Path) -> Agent {
+    pub(crate) fn start(name: &str, servers: &[&Server], token: &str, dir: &Path) -> Agent {
         let servers: Vec<String> = servers
             .iter()
             .map(|s| format!("http://{}", s.grpc))
@@ -91,7 +91,7 @@ pub(crate) fn workdir() -> PathBuf {
 }
 
 /// An API key of the default tenant with `jobs:write`, as agents use.
-async fn agent_key(s: &Server) -> String {
+pub(crate) async fn agent_key(s: &Server) -> String {
     let (status, body, _) =
         send(s.client.post(s.url("/auth/api-keys")).json(
             &json!({"name": switchyard_testkit::unique("agent-"), "scopes": ["jobs:write"]}),

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod config;
 mod grpc;
+mod log_tail;
 mod promises;
 mod rest;
 mod support;

@@ -7,8 +7,10 @@ pub mod agents;
 pub mod health;
 pub mod pools;
 pub mod queue;
+pub mod tail;
 mod validate;
 
 pub use agents::{Agents, AgentsConfig, FromAgent, Hello, ToAgent};
 pub use health::{Check, Readiness};
 pub use queue::{ClaimJobs, EnqueueJob, ListJobs, Queue, QueueConfig};
+pub use tail::TailEvent;

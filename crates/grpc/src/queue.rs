@@ -3,11 +3,12 @@
 //! convert the message (a bad one is `INVALID_ARGUMENT`), call core and convert the answer back
 //! (a domain error becomes its status through [`to_status`]). No domain logic lives here.
 
-use switchyard_core::Queue;
+use switchyard_core::{Queue, TailEvent};
 use switchyard_proto::convert::{job_id, outcome_from_pb, priority_from_pb, required};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::queue_service_server::QueueService;
 use switchyard_types::{Job, JobId, Principal};
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 use crate::error::to_status;
@@ -39,6 +40,11 @@ pub(crate) fn take<T>(request: Request<T>) -> Result<(Principal, T), Status> {
     Ok((who, request.into_inner()))
 }
 
+/// The server side of a `TailJobLogs` stream.
+pub type TailStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::TailJobLogsResponse, Status>> + Send>,
+>;
+
 /// The `job_id` field of a request.
 fn id(value: &str) -> Result<JobId, Status> {
     job_id(value, "job_id").map_err(to_status)
@@ -56,6 +62,8 @@ fn many(jobs: Vec<Job>) -> Vec<pb::Job> {
 
 #[tonic::async_trait]
 impl QueueService for QueueGrpc {
+    type TailJobLogsStream = TailStream;
+
     async fn enqueue(
         &self,
         request: Request<pb::EnqueueRequest>,
@@ -234,6 +242,27 @@ impl QueueService for QueueGrpc {
         Ok(Response::new(pb::GetJobLogsResponse {
             chunks: chunks.into_iter().map(Into::into).collect(),
         }))
+    }
+
+    async fn tail_job_logs(
+        &self,
+        request: Request<pb::TailJobLogsRequest>,
+    ) -> Result<Response<TailStream>, Status> {
+        let (who, req) = take(request)?;
+        let tail = self
+            .queue
+            .tail_logs(&who, id(&req.job_id)?, req.attempt)
+            .await
+            .map_err(to_status)?;
+        // The stream ends (OK) after the end event; a store failure ends it with its status.
+        let chunks = tail.map_while(|event| match event {
+            Ok(TailEvent::Chunk(chunk)) => Some(Ok(pb::TailJobLogsResponse {
+                chunk: Some(chunk.into()),
+            })),
+            Ok(TailEvent::End(_)) => None,
+            Err(e) => Some(Err(to_status(e))),
+        });
+        Ok(Response::new(Box::pin(chunks)))
     }
 
     async fn requeue_expired(

@@ -141,6 +141,21 @@ async fn connect_enrolled(pool: &PgPool, id: AgentId, hello: &AgentHello) -> Res
     row.map(Agent::try_from).transpose()
 }
 
+impl PgStore {
+    /// The row a conditional update of a live agent returned, or why there was none.
+    async fn updated_or_why(
+        &self,
+        tenant: &TenantId,
+        id: AgentId,
+        row: Option<AgentRow>,
+    ) -> Result<Agent> {
+        match row {
+            Some(row) => row.try_into(),
+            None => Err(not_live(self.agent(tenant, id).await)),
+        }
+    }
+}
+
 #[async_trait]
 impl AgentStore for PgStore {
     async fn connect_agent(&self, hello: &AgentHello) -> Result<Agent> {
@@ -198,10 +213,7 @@ impl AgentStore for PgStore {
         .fetch_optional(self.pool())
         .await
         .map_err(from_sqlx)?;
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(not_live(self.agent(tenant, id).await)),
-        }
+        self.updated_or_why(tenant, id, row).await
     }
 
     async fn pool_settings(&self, tenant: &TenantId) -> Result<Vec<PoolSettings>> {
@@ -255,10 +267,7 @@ impl AgentStore for PgStore {
         .fetch_optional(self.pool())
         .await
         .map_err(from_sqlx)?;
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(not_live(self.agent(tenant, id).await)),
-        }
+        self.updated_or_why(tenant, id, row).await
     }
 
     async fn disconnect_agent(

@@ -15,7 +15,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 pub use requests::{
     ClaimBody, CompleteBody, EnqueueBatch, EnqueueRequest, ExtendBody, JobSpec, Limits,
-    ListJobsQuery, LogsQuery, PriorityBody, StartBody,
+    ListJobsQuery, LogsQuery, PriorityBody, StartBody, TailQuery,
 };
 pub use views::{
     CheckView, FailureView, JobView, LogChunkView, OneOrMany, ReadyView, ReapView, StatsView,

@@ -293,3 +293,12 @@ pub struct LogsQuery {
     /// At most this many chunks (default 500, at most 5000).
     pub limit: Option<u32>,
 }
+
+/// Which attempt a live log tail follows.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TailQuery {
+    /// Follow only this attempt (default: every attempt, from the first).
+    pub attempt: Option<u32>,
+}

@@ -1,7 +1,12 @@
 //! The queue routes (DESIGN §3.2). Each handler: take the caller, convert the request, call
 //! `Queue`, convert the answer back. Paths are relative to the API mount (`/api`, `/api/v1`).
 
+use std::convert::Infallible;
+
 use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt as _};
+use switchyard_core::TailEvent;
 use switchyard_types::Error;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -9,9 +14,9 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::dto::{
     ClaimBody, CompleteBody, EnqueueRequest, ExtendBody, JobView, Limits, ListJobsQuery,
-    LogChunkView, LogsQuery, OneOrMany, PriorityBody, ReapView, StartBody, StatsView,
+    LogChunkView, LogsQuery, OneOrMany, PriorityBody, ReapView, StartBody, StatsView, TailQuery,
 };
-use crate::envelope::{ApiError, Data};
+use crate::envelope::{ApiError, Data, ErrorEntry};
 use crate::extract::{ApiJson, ApiQuery, JobIdParam};
 use crate::openapi::{Failure, Success};
 use crate::principal::Caller;
@@ -24,6 +29,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(enqueue, list_jobs))
         .routes(routes!(get_job, cancel_job))
         .routes(routes!(job_logs))
+        .routes(routes!(tail_job_logs))
         .routes(routes!(start_job))
         .routes(routes!(extend_lease))
         .routes(routes!(complete_job))
@@ -94,6 +100,42 @@ async fn job_logs(
         .logs(&who, id, q.attempt, q.after_seq, q.limit)
         .await?;
     Ok(Data::ok(chunks.into_iter().map(Into::into).collect()))
+}
+
+/// Follows a job's log live, as server-sent events: a `chunk` event (a `LogChunkView`) for
+/// every chunk stored so far and each new one as it arrives (within about 250 ms), then one
+/// `end` event (the `JobView`) once the attempt, or the job, is over; an `error` event (an
+/// `ErrorEntry`) if the store fails. `curl -N` shows it as it comes.
+#[utoipa::path(get, path = "/queue/jobs/{id}/logs/stream", tag = "queue",
+    params(("id" = String, Path, description = "Job id (UUID)"), TailQuery),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+               description = "`chunk` events, then one `end` event"),
+               (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn tail_job_logs(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    JobIdParam(id): JobIdParam,
+    ApiQuery(q): ApiQuery<TailQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let tail = state.queue.tail_logs(&who, id, q.attempt).await?;
+    let events = tail.map(|event| {
+        let sse = match event {
+            Ok(TailEvent::Chunk(chunk)) => Event::default()
+                .event("chunk")
+                .json_data(LogChunkView::from(chunk)),
+            Ok(TailEvent::End(job)) => Event::default().event("end").json_data(JobView::from(*job)),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "a log tail failed");
+                Event::default().event("error").json_data(ErrorEntry {
+                    code: e.kind.code().to_owned(),
+                    message: e.public_message().to_owned(),
+                    field: None,
+                })
+            }
+        };
+        Ok(sse.unwrap_or_else(|e| Event::default().event("error").data(e.to_string())))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 /// Cancels a job that is not terminal yet; returns the cancelled job.
