@@ -20,6 +20,19 @@ pub struct Beat {
     pub status: AgentStatus,
 }
 
+/// One stream's heartbeat, for [`AgentStore::agent_heartbeats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamBeat {
+    /// The agent's tenant.
+    pub tenant: TenantId,
+    /// The agent.
+    pub id: AgentId,
+    /// The stream.
+    pub session: Uuid,
+    /// What it records.
+    pub beat: Beat,
+}
+
 /// Storage of the agent registry.
 #[async_trait]
 pub trait AgentStore: Send + Sync + 'static {
@@ -32,17 +45,28 @@ pub trait AgentStore: Send + Sync + 'static {
     /// and reviving a deregistered one); `NotFound` when the tenant does not exist.
     async fn connect_agent(&self, hello: &AgentHello) -> Result<Agent>;
 
-    /// A heartbeat on stream `session`: records the time, how many jobs the agent holds and
-    /// its state as the stream sees it. Returns whether an operator drains the agent; `None`,
-    /// changing nothing, when a newer stream of the agent replaced this one or the agent was
-    /// deregistered.
+    /// Heartbeats of many streams in one round trip: for each, the time, how many jobs the
+    /// agent holds and its state as its stream sees it. Returns, in order, whether an operator
+    /// drains each agent; `None`, changing nothing, for a stream a newer one replaced or whose
+    /// agent was deregistered.
+    async fn agent_heartbeats(&self, beats: &[StreamBeat]) -> Result<Vec<Option<bool>>>;
+
+    /// [`AgentStore::agent_heartbeats`] for one stream.
     async fn agent_heartbeat(
         &self,
         tenant: &TenantId,
         id: AgentId,
         session: Uuid,
         beat: &Beat,
-    ) -> Result<Option<bool>>;
+    ) -> Result<Option<bool>> {
+        let one = StreamBeat {
+            tenant: tenant.clone(),
+            id,
+            session,
+            beat: *beat,
+        };
+        Ok(self.agent_heartbeats(&[one]).await?.pop().flatten())
+    }
 
     /// Drains (`true`: no new work, status `TERMINATING` while connected) or undrains an agent.
     /// `NotFound` when absent or another tenant's, `Conflict` when deregistered.
@@ -117,4 +141,20 @@ pub trait AgentStore: Send + Sync + 'static {
     /// agent of that name that is not `TERMINATED`; a `TERMINATED` one is replaced (the new
     /// agent gets a new id). Returns the token as updated, and the agent.
     async fn enroll_agent(&self, enrollment: &Enrollment) -> Result<(RegistrationToken, Agent)>;
+}
+
+/// The answers of a batched heartbeat in the order of `beats`: the drain flag of each stream
+/// the update matched (`rows`: agent, stream, draining), `None` for the rest.
+pub(crate) fn in_order(
+    beats: &[StreamBeat],
+    rows: Vec<(AgentId, Uuid, bool)>,
+) -> Vec<Option<bool>> {
+    let found: std::collections::HashMap<(AgentId, Uuid), bool> = rows
+        .into_iter()
+        .map(|(id, session, draining)| ((id, session), draining))
+        .collect();
+    beats
+        .iter()
+        .map(|b| found.get(&(b.id, b.session)).copied())
+        .collect()
 }

@@ -14,7 +14,7 @@ use switchyard_types::{
 use uuid::Uuid;
 
 use crate::identity_conformance::tenant;
-use crate::{AgentStore, Beat, Stores};
+use crate::{AgentStore, Beat, Stores, StreamBeat};
 
 /// Generates one test per agent conformance check, each on stores from `$make` (an async fn
 /// returning [`Stores`]); the races run on a multi-threaded runtime (`@each`'s second argument:
@@ -32,7 +32,8 @@ macro_rules! agents_conformance_suite {
             enrolled_agents_connect_by_id_in_their_pool_until_deregistered,
             deregistered_agents_stay_terminated,
             drains_states_and_unary_heartbeats_are_recorded,
-            pool_settings_are_stored_per_tenant);
+            pool_settings_are_stored_per_tenant,
+            batched_heartbeats_answer_each_stream_in_order);
         $crate::agents_conformance_suite!(@each $make,
             (flavor = "multi_thread", worker_threads = 4),
             concurrent_enrollments_with_one_token_enroll_once);
@@ -733,4 +734,45 @@ pub async fn pool_settings_are_stored_per_tenant(stores: &Stores) {
         .await
         .unwrap_err();
     assert_eq!(nobody.kind, ErrorKind::NotFound);
+}
+
+/// One batch of heartbeats answers each stream in order: a drained agent `Some(true)`, a live
+/// one `Some(false)`, a replaced stream `None`; the replaced stream's row is left alone.
+pub async fn batched_heartbeats_answer_each_stream_in_order(stores: &Stores) {
+    let agents = &*stores.agents;
+    let (a, b) = (hello("a1"), hello("b1"));
+    let agent_a = agents.connect_agent(&a).await.unwrap();
+    let agent_b = agents.connect_agent(&b).await.unwrap();
+    agents
+        .set_agent_draining(&agent_b.tenant, agent_b.id, true)
+        .await
+        .unwrap();
+    let replaced = hello("a1");
+    agents.connect_agent(&replaced).await.unwrap();
+    let beat_of = |h: &AgentHello, id, running| StreamBeat {
+        tenant: h.tenant.clone(),
+        id,
+        session: h.session,
+        beat: beat(running),
+    };
+    let answers = agents
+        .agent_heartbeats(&[
+            beat_of(&replaced, agent_a.id, 2),
+            beat_of(&b, agent_b.id, 3),
+            beat_of(&a, agent_a.id, 9),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![Some(false), Some(true), None]);
+    let a_now = agents.agent(&agent_a.tenant, agent_a.id).await.unwrap();
+    assert_eq!(a_now.running, 2, "the replaced stream changed nothing");
+    assert_eq!(
+        agents
+            .agent(&agent_b.tenant, agent_b.id)
+            .await
+            .unwrap()
+            .running,
+        3
+    );
+    assert!(agents.agent_heartbeats(&[]).await.unwrap().is_empty());
 }

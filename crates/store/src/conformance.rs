@@ -18,6 +18,7 @@ macro_rules! store_conformance_suite {
         $crate::store_conformance_suite!(@each $make,
             enqueue_keeps_input_order_and_defaults, idempotency_key_returns_the_first_job,
             claim_follows_priority_then_fifo, claim_round_robins_across_tenants,
+            has_due_jobs_sees_due_queued_jobs_only,
             critical_is_claimed_before_ten_thousand_low, claim_honours_labels_and_run_at,
             claim_sets_lease_and_bumps_attempt, every_state_and_operation,
             stale_attempts_conflict_and_change_nothing, failures_retry_then_dead_letter_then_redrive,
@@ -234,6 +235,27 @@ pub async fn claim_honours_labels_and_run_at(store: &dyn QueueStore) {
     let claimed = store.claim(None, &req).await.unwrap();
     assert_eq!(claimed.iter().map(|j| j.id).collect::<Vec<_>>(), [gpu.id]);
     assert!(claim_one(store, "other-pool").await.is_none());
+}
+
+/// `has_due_jobs` sees due, queued jobs of the tenant's pool only: not delayed ones, not
+/// claimed ones, not another tenant's or another pool's.
+pub async fn has_due_jobs_sees_due_queued_jobs_only(store: &dyn QueueStore) {
+    let t1 = tenant("t1");
+    let mut later = new_job("t1", "build", Priority::Normal);
+    later.delay = Duration::from_secs(3600);
+    one(store, later).await;
+    one(store, new_job("t2", "build", Priority::Normal)).await;
+    one(store, new_job("t1", "deploy", Priority::Normal)).await;
+    assert!(
+        !store.has_due_jobs(&t1, "build").await.unwrap(),
+        "delayed only"
+    );
+    assert!(store.has_due_jobs(&t1, "deploy").await.unwrap());
+    assert!(store.has_due_jobs(&tenant("t2"), "build").await.unwrap());
+    let mut req = claim_req("deploy", 5);
+    req.agent_id = "a1".into();
+    assert_eq!(store.claim(Some(&t1), &req).await.unwrap().len(), 1);
+    assert!(!store.has_due_jobs(&t1, "deploy").await.unwrap(), "claimed");
 }
 
 /// A claim sets `CLAIMED`, bumps the attempt and sets the lease from the database clock.

@@ -34,7 +34,7 @@ pub mod sqlite;
 mod sqlite_agents;
 mod sqlite_identity;
 
-pub use agents::{AgentStore, Beat};
+pub use agents::{AgentStore, Beat, StreamBeat};
 pub use identity::IdentityStore;
 
 /// How far the embedded migrations are applied.
@@ -115,6 +115,10 @@ pub trait QueueStore: Send + Sync + 'static {
     /// The tenant's jobs matching `filter`, newest first, at most `filter.limit`, after
     /// `filter.after` when set.
     async fn list(&self, tenant: &TenantId, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    /// Whether the tenant has a job waiting in `pool` that is due now (labels and limits
+    /// aside): a cheap look, so idle agents need not each claim to find out.
+    async fn has_due_jobs(&self, tenant: &TenantId, pool: &str) -> Result<bool>;
 
     /// Figures per (pool, priority) for the tenant; windowed figures cover the last `window`.
     async fn stats(&self, tenant: &TenantId, window: Duration) -> Result<Vec<QueueStats>>;

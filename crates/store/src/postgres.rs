@@ -579,6 +579,18 @@ impl QueueStore for PgStore {
         into_jobs(rows, false)
     }
 
+    async fn has_due_jobs(&self, tenant: &TenantId, pool: &str) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs
+                            WHERE pool = $2 AND state = 0 AND tenant_id = $1 AND run_at <= now())",
+        )
+        .bind(tenant.as_str())
+        .bind(pool)
+        .fetch_one(self.pool())
+        .await
+        .map_err(from_sqlx)
+    }
+
     async fn stats(&self, tenant: &TenantId, window: Duration) -> Result<Vec<QueueStats>> {
         let rows: Vec<StatsRow> = sqlx::query_as(STATS)
             .bind(tenant.as_str())

@@ -11,7 +11,7 @@ use switchyard_types::{
 };
 use uuid::Uuid;
 
-use crate::agents::{AgentStore, Beat};
+use crate::agents::{AgentStore, StreamBeat, in_order};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
     PoolRow, PresentedTokenRow, connect_refused, corrupt, missing, name_taken, not_live,
@@ -172,27 +172,31 @@ impl AgentStore for PgStore {
         }
     }
 
-    async fn agent_heartbeat(
-        &self,
-        tenant: &TenantId,
-        id: AgentId,
-        session: Uuid,
-        beat: &Beat,
-    ) -> Result<Option<bool>> {
-        sqlx::query_scalar(
-            "UPDATE agents SET last_heartbeat_at = now(), running = $4, status = $5
-             WHERE tenant_id = $1 AND id = $2 AND session_id = $3 AND status <> $6
-             RETURNING draining",
+    async fn agent_heartbeats(&self, beats: &[StreamBeat]) -> Result<Vec<Option<bool>>> {
+        let tenants: Vec<&str> = beats.iter().map(|b| b.tenant.as_str()).collect();
+        let ids: Vec<Uuid> = beats.iter().map(|b| b.id).collect();
+        let sessions: Vec<Uuid> = beats.iter().map(|b| b.session).collect();
+        let running: Vec<i32> = beats.iter().map(|b| db_int(b.beat.running)).collect();
+        let statuses: Vec<i16> = beats.iter().map(|b| b.beat.status.as_i16()).collect();
+        let rows: Vec<(Uuid, Uuid, bool)> = sqlx::query_as(
+            "UPDATE agents AS a
+             SET last_heartbeat_at = now(), running = v.running, status = v.status
+             FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::int4[], $5::int2[])
+                  AS v(tenant_id, id, session_id, running, status)
+             WHERE a.tenant_id = v.tenant_id AND a.id = v.id AND a.session_id = v.session_id
+               AND a.status <> $6
+             RETURNING a.id, a.session_id, a.draining",
         )
-        .bind(tenant.as_str())
-        .bind(id)
-        .bind(session)
-        .bind(db_int(beat.running))
-        .bind(beat.status.as_i16())
+        .bind(&tenants)
+        .bind(&ids)
+        .bind(&sessions)
+        .bind(&running)
+        .bind(&statuses)
         .bind(AgentStatus::Terminated.as_i16())
-        .fetch_optional(self.pool())
+        .fetch_all(self.pool())
         .await
-        .map_err(from_sqlx)
+        .map_err(from_sqlx)?;
+        Ok(in_order(beats, rows))
     }
 
     async fn set_agent_draining(

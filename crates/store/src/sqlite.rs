@@ -530,6 +530,19 @@ impl QueueStore for SqliteStore {
         convert(rows, false)
     }
 
+    async fn has_due_jobs(&self, tenant: &TenantId, pool: &str) -> Result<bool> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs
+                            WHERE pool = ?2 AND state = 0 AND tenant_id = ?1 AND run_at <= ?3)",
+        )
+        .bind(tenant.as_str())
+        .bind(pool)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(from_sqlx)
+    }
+
     async fn stats(&self, tenant: &TenantId, window: Duration) -> Result<Vec<QueueStats>> {
         let now = now_ms();
         let since = now - millis(window);

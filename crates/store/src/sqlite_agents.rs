@@ -10,7 +10,7 @@ use switchyard_types::{
 };
 use uuid::Uuid;
 
-use crate::agents::{AgentStore, Beat};
+use crate::agents::{AgentStore, StreamBeat, in_order};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
     PoolRow, PresentedTokenRow, at, connect_refused, corrupt, missing, name_taken, not_live,
@@ -178,28 +178,32 @@ impl AgentStore for SqliteStore {
         }
     }
 
-    async fn agent_heartbeat(
-        &self,
-        tenant: &TenantId,
-        id: AgentId,
-        session: Uuid,
-        beat: &Beat,
-    ) -> Result<Option<bool>> {
-        sqlx::query_scalar(
-            "UPDATE agents SET last_heartbeat_at = ?4, running = ?5, status = ?6
-             WHERE tenant_id = ?1 AND id = ?2 AND session_id = ?3 AND status <> ?7
-             RETURNING draining",
-        )
-        .bind(tenant.as_str())
-        .bind(id.to_string())
-        .bind(session.to_string())
-        .bind(now_ms())
-        .bind(i64::from(beat.running))
-        .bind(beat.status.as_i16())
-        .bind(AgentStatus::Terminated.as_i16())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(from_sqlx)
+    async fn agent_heartbeats(&self, beats: &[StreamBeat]) -> Result<Vec<Option<bool>>> {
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        let now = now_ms();
+        let mut rows = Vec::with_capacity(beats.len());
+        for b in beats {
+            let draining: Option<bool> = sqlx::query_scalar(
+                "UPDATE agents SET last_heartbeat_at = ?4, running = ?5, status = ?6
+                 WHERE tenant_id = ?1 AND id = ?2 AND session_id = ?3 AND status <> ?7
+                 RETURNING draining",
+            )
+            .bind(b.tenant.as_str())
+            .bind(b.id.to_string())
+            .bind(b.session.to_string())
+            .bind(now)
+            .bind(i64::from(b.beat.running))
+            .bind(b.beat.status.as_i16())
+            .bind(AgentStatus::Terminated.as_i16())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+            if let Some(draining) = draining {
+                rows.push((b.id, b.session, draining));
+            }
+        }
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(in_order(beats, rows))
     }
 
     async fn set_agent_draining(
