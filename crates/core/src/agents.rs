@@ -7,9 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use switchyard_bus::Event;
 use switchyard_pki::Signer;
-use switchyard_store::{AgentStore, Beat};
+use switchyard_store::{AgentStore, Beat, StreamBeat};
 use switchyard_types::{
     Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Error, ErrorKind, Job, JobId,
     JobState, Labels, Outcome, Principal, Result, SpiffeId,
@@ -18,6 +17,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::dispatch::{Cancels, Door, Doors, Heartbeats};
 use crate::queue::{ClaimJobs, Queue};
 use crate::validate::Violations;
 
@@ -127,12 +127,25 @@ pub struct Agents {
     config: AgentsConfig,
     draining: CancellationToken,
     signer: Option<Signer>,
+    shared: Arc<Shared>,
+}
+
+/// What this replica's streams share: see [`crate::dispatch`].
+struct Shared {
+    doors: Doors,
+    heartbeats: Heartbeats,
+    cancels: Arc<Cancels>,
 }
 
 impl Agents {
     /// The service over `queue` and the registry in `store`.
     pub fn new(queue: Queue, store: Arc<dyn AgentStore>, config: AgentsConfig) -> Self {
         Agents {
+            shared: Arc::new(Shared {
+                doors: Doors::new(queue.clone(), config.idle_recheck),
+                heartbeats: Heartbeats::new(store.clone()),
+                cancels: Arc::new(Cancels::new(queue.clone())),
+            }),
             queue,
             store,
             config,
@@ -331,8 +344,12 @@ struct Session {
     agent: Agent,
     session: Uuid,
     out: mpsc::Sender<ToAgent>,
-    /// Jobs the agent holds: id -> attempt.
-    held: Arc<Mutex<HashMap<JobId, u32>>>,
+    /// Jobs the agent holds.
+    held: Holdings,
+    /// Cancellations of held jobs, routed here from the bus.
+    cancelled: Mutex<Option<mpsc::UnboundedReceiver<JobId>>>,
+    /// The doorbell of the agent's pool.
+    door: Arc<Door>,
     /// Free slots granted and not yet used.
     credits: Arc<Mutex<u32>>,
     more_credits: Arc<Notify>,
@@ -369,6 +386,8 @@ impl Session {
             .await?;
         tracing::info!(agent = %agent.name, pool = %agent.pool, tenant = %who.tenant, "agent connected");
         let agent_draining = agent.draining;
+        let (cancel_to, cancelled) = mpsc::unbounded_channel();
+        let door = agents.shared.doors.door(&who, &agent.pool);
         let s = Session {
             agents: agents.clone(),
             who,
@@ -376,7 +395,13 @@ impl Session {
             agent,
             session,
             out,
-            held: Arc::default(),
+            held: Holdings {
+                jobs: Arc::default(),
+                cancels: agents.shared.cancels.clone(),
+                to: cancel_to,
+            },
+            cancelled: Mutex::new(Some(cancelled)),
+            door,
             credits: Arc::default(),
             more_credits: Arc::default(),
             draining: watch::Sender::new(agent_draining),
@@ -400,12 +425,8 @@ impl Session {
         let _ = self.out.send(message).await;
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, u32>> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn holds(&self, id: JobId, attempt: u32) -> bool {
-        self.held().get(&id) == Some(&attempt)
+        self.held.get(id) == Some(attempt)
     }
 
     /// A job the agent says it still runs: kept (lease renewed) when its current attempt is
@@ -421,7 +442,7 @@ impl Session {
             Err(e) => return Err(e),
         };
         if mine {
-            self.held().insert(id, attempt);
+            self.held.insert(id, attempt);
             if self.renew(id, attempt).await? {
                 return Ok(());
             }
@@ -457,7 +478,7 @@ impl Session {
     /// The attempt is no longer this agent's: forget it and tell the agent to stop it, as a
     /// `Cancel` when the job was cancelled.
     async fn lose(&self, id: JobId, attempt: u32) -> Result<()> {
-        self.held().remove(&id);
+        self.held.remove(id);
         let cancelled = match self.agents.queue.get(&self.who, id).await {
             Ok(job) => job.state == JobState::Cancelled && job.attempt == attempt,
             Err(e) if e.kind == ErrorKind::NotFound => false,
@@ -479,13 +500,16 @@ impl Session {
     {
         let dispatcher = tokio::spawn(self.dispatcher());
         let silence = self.agents.config.heartbeat_interval * 3;
-        let mut events = self.agents.queue.events();
+        let mut cancelled = self
+            .cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("a session runs once");
         let ended = loop {
             tokio::select! {
-                event = events.recv() => {
-                    let Ok(Event::JobCancelled { job }) = event else { continue };
-                    let attempt = self.held().get(&job).copied();
-                    if let Some(attempt) = attempt
+                Some(job) = cancelled.recv() => {
+                    if let Some(attempt) = self.held.get(job)
                         && let Err(e) = self.lose(job, attempt).await
                     {
                         break Err(e);
@@ -523,7 +547,7 @@ impl Session {
                 if add == 0 || add > 1000 {
                     return Err(Error::invalid("credits.add", "must be between 1 and 1000"));
                 }
-                let free = self.agent.capacity.saturating_sub(self.held().len() as u32);
+                let free = self.agent.capacity.saturating_sub(self.held.len() as u32);
                 let mut credits = self.credits.lock().unwrap_or_else(|e| e.into_inner());
                 *credits = credits.saturating_add(add).min(free);
                 self.more_credits.notify_one();
@@ -566,7 +590,7 @@ impl Session {
                     .await
                 {
                     Ok(_) => {
-                        self.held().remove(&id);
+                        self.held.remove(id);
                         Ok(())
                     }
                     Err(e) if lost(&e) => self.lose(id, attempt).await,
@@ -592,14 +616,14 @@ impl Session {
     /// Renews every lease the agent holds and records the heartbeat, with the agent's state as
     /// this stream sees it; learns whether an operator drains it.
     async fn heartbeat(&self) -> Result<()> {
-        let held: Vec<(JobId, u32)> = self.held().iter().map(|(id, a)| (*id, *a)).collect();
+        let held = self.held.snapshot();
         let mut renewed = 0;
         for (id, attempt) in held {
             if self.renew(id, attempt).await? {
                 renewed += 1;
             }
         }
-        let running = u32::try_from(self.held().len()).unwrap_or(u32::MAX);
+        let running = u32::try_from(self.held.len()).unwrap_or(u32::MAX);
         let status = if self.deaf().await? {
             AgentStatus::Degraded
         } else {
@@ -607,13 +631,14 @@ impl Session {
         };
         let draining = self
             .agents
-            .store
-            .agent_heartbeat(
-                &self.who.tenant,
-                self.agent.id,
-                self.session,
-                &Beat { running, status },
-            )
+            .shared
+            .heartbeats
+            .beat(StreamBeat {
+                tenant: self.who.tenant.clone(),
+                id: self.agent.id,
+                session: self.session,
+                beat: Beat { running, status },
+            })
             .await?;
         let Some(draining) = draining else {
             return Err(Error::new(
@@ -636,7 +661,7 @@ impl Session {
         let free = self
             .agent
             .capacity
-            .saturating_sub(u32::try_from(self.held().len()).unwrap_or(u32::MAX));
+            .saturating_sub(u32::try_from(self.held.len()).unwrap_or(u32::MAX));
         let offered = *self.credits.lock().unwrap_or_else(|e| e.into_inner());
         let since = {
             let mut since = self
@@ -658,8 +683,8 @@ impl Session {
             .any(|s| s.pool == self.agent.pool && s.queued > 0))
     }
 
-    /// Pushes work while the agent has credits: one claim for as many jobs as it has credits,
-    /// waiting for a bus wake-up when none is due.
+    /// Pushes work while the agent has credits: one claim for as many jobs as it has credits;
+    /// with none due, it waits at its pool's door (see [`crate::dispatch`]).
     fn dispatcher(&self) -> impl Future<Output = ()> + Send + 'static {
         let queue = self.agents.queue.clone();
         let who = self.who.clone();
@@ -669,15 +694,15 @@ impl Session {
             labels: self.agent.labels.clone(),
             max_jobs: None,
             lease_seconds: Some(self.agents.config.lease.as_secs()),
-            wait: self.agents.config.claim_wait,
-            recheck: Some(self.agents.config.idle_recheck),
+            wait: Duration::ZERO,
         };
-        let (held, credits, more, stop, out) = (
+        let (held, credits, more, stop, out, door) = (
             self.held.clone(),
             self.credits.clone(),
             self.more_credits.clone(),
             self.stop.clone(),
             self.out.clone(),
+            self.door.clone(),
         );
         let mut draining = self.draining.subscribe();
         async move {
@@ -689,26 +714,16 @@ impl Session {
                         () = stop.cancelled() => return,
                     }
                 }
+                // Listen before looking, so a ring between the look and the wait is kept.
+                let rung = door.bell.notified();
+                tokio::pin!(rung);
+                rung.as_mut().enable();
+                let want = want.min(100);
                 let req = ClaimJobs {
-                    max_jobs: Some(want.min(100)),
+                    max_jobs: Some(want),
                     ..claim.clone()
                 };
-                // A drain ends the wait; what the claim already took is still pushed.
-                let claim_stop = stop.child_token();
-                let claimed = queue.claim_until(&who, req, &claim_stop);
-                tokio::pin!(claimed);
-                let finished = tokio::select! {
-                    claimed = &mut claimed => Some(claimed),
-                    drained = draining.wait_for(|d| *d) => drained.map(drop).ok().and(None),
-                };
-                let claimed = match finished {
-                    Some(claimed) => claimed,
-                    None => {
-                        claim_stop.cancel();
-                        claimed.await
-                    }
-                };
-                let jobs = match claimed {
+                let jobs = match queue.claim_until(&who, req, &stop).await {
                     Ok(jobs) => jobs,
                     Err(e) => {
                         tracing::warn!(error = %e, agent = %claim.agent_id, "claim for an agent failed; retrying");
@@ -718,14 +733,25 @@ impl Session {
                         }
                     }
                 };
+                if jobs.is_empty() {
+                    tokio::select! {
+                        () = &mut rung => {}
+                        () = more.notified() => {}
+                        changed = draining.changed() => if changed.is_err() { return },
+                        () = stop.cancelled() => return,
+                    }
+                    continue;
+                }
+                if jobs.len() == want as usize {
+                    // There may be more: the next waiting stream looks too.
+                    door.bell.notify_one();
+                }
                 for job in jobs {
                     {
                         let mut credits = credits.lock().unwrap_or_else(|e| e.into_inner());
                         *credits = credits.saturating_sub(1);
                     }
-                    held.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(job.id, job.attempt);
+                    held.insert(job.id, job.attempt);
                     // If the stream is gone the job stays leased to the agent, which may
                     // reconnect and take it back; otherwise the reaper requeues it.
                     let _ = out.send(ToAgent::Assign(Box::new(job))).await;
@@ -753,7 +779,52 @@ impl Session {
         {
             tracing::warn!(error = %e, agent = %self.agent.name, "could not record the agent's disconnect");
         }
-        tracing::info!(agent = %self.agent.name, held = self.held().len(), "agent disconnected");
+        tracing::info!(agent = %self.agent.name, held = self.held.len(), "agent disconnected");
+        self.held.release_all();
+    }
+}
+
+/// The jobs a stream holds (id -> attempt), each registered so its cancellation reaches the
+/// stream.
+#[derive(Clone)]
+struct Holdings {
+    jobs: Arc<Mutex<HashMap<JobId, u32>>>,
+    cancels: Arc<Cancels>,
+    to: mpsc::UnboundedSender<JobId>,
+}
+
+impl Holdings {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, u32>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, id: JobId, attempt: u32) {
+        self.lock().insert(id, attempt);
+        self.cancels.hold(id, &self.to);
+    }
+
+    fn remove(&self, id: JobId) {
+        self.lock().remove(&id);
+        self.cancels.release(id);
+    }
+
+    fn get(&self, id: JobId) -> Option<u32> {
+        self.lock().get(&id).copied()
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn snapshot(&self) -> Vec<(JobId, u32)> {
+        self.lock().iter().map(|(id, a)| (*id, *a)).collect()
+    }
+
+    /// The stream ended: its jobs are no longer routed here (a reconnect registers them anew).
+    fn release_all(&self) {
+        for (id, _) in self.snapshot() {
+            self.cancels.release(id);
+        }
     }
 }
 

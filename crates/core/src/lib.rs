@@ -4,6 +4,7 @@
 //! It speaks only `switchyard-types`: no tonic, axum or sqlx type crosses this crate.
 
 pub mod agents;
+mod dispatch;
 pub mod health;
 pub mod pools;
 pub mod queue;

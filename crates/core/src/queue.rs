@@ -108,10 +108,6 @@ pub struct ClaimJobs {
     pub lease_seconds: Option<u64>,
     /// How long to wait for work when none is due (capped by `max_wait`); 0 answers at once.
     pub wait: Duration,
-    /// How often the wait re-checks the store without a wake-up (jittered by up to a fifth;
-    /// a fifth of it while the bus is down); default the queue's `recheck_interval`. Many
-    /// waiting claimers (agent streams) use a longer one so that idle ones cost little.
-    pub recheck: Option<Duration>,
 }
 
 /// A list request, as a client sent it.
@@ -295,7 +291,6 @@ impl Queue {
             );
         }
         v.finish()?;
-        let claim_recheck = req.recheck;
         let claim = ClaimRequest {
             agent_id: req.agent_id,
             pool: req.pool,
@@ -303,6 +298,9 @@ impl Queue {
             max_jobs,
             lease,
         };
+        if req.wait.is_zero() {
+            return self.store.claim(Some(&who.tenant), &claim).await;
+        }
         let deadline = Instant::now() + req.wait;
         // Subscribe before the first look so a wake-up between the look and the wait is kept.
         let mut wakeups = self.bus.subscribe();
@@ -312,11 +310,10 @@ impl Queue {
             if !jobs.is_empty() || Instant::now() >= deadline || stopped {
                 return Ok(jobs);
             }
-            let interval = match (claim_recheck, self.bus.is_connected()) {
-                (None, true) => self.config.recheck_interval,
-                (None, false) => self.config.fallback_poll_interval,
-                (Some(every), true) => every.mul_f64(1.0 + rand::rng().random::<f64>() / 5.0),
-                (Some(every), false) => every / 5,
+            let interval = if self.bus.is_connected() {
+                self.config.recheck_interval
+            } else {
+                self.config.fallback_poll_interval
             };
             let recheck_at = deadline.min(Instant::now() + interval);
             loop {
@@ -484,6 +481,16 @@ impl Queue {
     /// Every event of the bus from now on (wake-ups and cancellations).
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.bus.subscribe()
+    }
+
+    /// Whether wake-ups cross replicas now (the bus is connected).
+    pub fn bus_connected(&self) -> bool {
+        self.bus.is_connected()
+    }
+
+    /// Whether the caller's tenant has due work waiting in `pool` (labels and limits aside).
+    pub async fn has_due_jobs(&self, who: &Principal, pool: &str) -> Result<bool> {
+        self.store.has_due_jobs(&who.tenant, pool).await
     }
 
     /// Changes a non-terminal job's priority.

@@ -192,7 +192,6 @@ impl From<ClaimBody> for ClaimJobs {
             max_jobs: b.max_jobs,
             lease_seconds: b.lease_seconds,
             wait: Duration::from_secs(b.wait_seconds.unwrap_or(0)),
-            recheck: None,
         }
     }
 }
