@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use switchyard_auth::Enrollments;
 use switchyard_bus::local::LocalBus;
+use switchyard_bus::redis::RedisBus;
 use switchyard_core::{Agents, AgentsConfig, EnqueueJob, Queue, QueueConfig};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::agent_service_client::AgentServiceClient;
@@ -50,6 +51,109 @@ pub struct AgentsBenchArgs {
     /// How long the idle streams are watched.
     #[arg(long, default_value_t = 30)]
     pub watch_seconds: u64,
+    /// Redis for the bus: then a second replica (same database, its own Redis connection)
+    /// serves the latency agent, to measure enqueue -> `Assign` across replicas (PostgreSQL
+    /// only).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+}
+
+/// One in-process replica: a queue over its own store connection and bus, serving gRPC.
+struct Replica {
+    queue: Queue,
+    agents: Agents,
+    addr: std::net::SocketAddr,
+}
+
+impl Replica {
+    /// A replica over `database_url`, with Redis (`redis`: URL and key prefix) or an
+    /// in-process bus, serving until `stop`.
+    async fn start(
+        database_url: &str,
+        redis: Option<(&str, &str)>,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Replica> {
+        let stores = switchyard_store::open(database_url, true).await?;
+        let bus: Arc<dyn switchyard_bus::Bus> = match redis {
+            Some((url, prefix)) => Arc::new(RedisBus::connect_lazy(url, prefix)?),
+            None => Arc::new(LocalBus::new()),
+        };
+        let queue = Queue::new(stores.queue, bus, QueueConfig::default());
+        let agents = Agents::new(
+            queue.clone(),
+            stores.agents.clone(),
+            AgentsConfig::default(),
+        );
+        let enrollments = Enrollments::new(stores.agents, None);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = switchyard_grpc::GrpcApi::dev(queue.clone())
+            .await?
+            .with_agents(agents.clone(), enrollments)
+            .await;
+        tokio::spawn(server.serve(listener, stop.clone().cancelled_owned()));
+        Ok(Replica {
+            queue,
+            agents,
+            addr,
+        })
+    }
+
+    async fn connect(&self) -> anyhow::Result<Channel> {
+        Channel::from_shared(format!("http://{}", self.addr))?
+            .connect()
+            .await
+            .context("connect")
+    }
+}
+
+/// Enqueue -> `Assign` latency: one job at a time enqueued on `enqueue_on`, taken by one agent
+/// connected to `agent_on`; the sorted samples.
+async fn latency(
+    enqueue_on: &Queue,
+    agent_on: &Replica,
+    pool: &str,
+    samples: usize,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<Duration>> {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    tokio::spawn(agent(
+        agent_on.connect().await?,
+        format!("latency-{pool}"),
+        pool.to_owned(),
+        1,
+        Some(seen_tx),
+        Arc::new(AtomicU64::new(0)),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let who = Principal::dev();
+    let mut measured = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let sent = Instant::now();
+        enqueue_on.enqueue(&who, vec![noop(pool)]).await?;
+        let at = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .context("no Assign within 10 s")?
+            .context("the latency agent stopped")?;
+        measured.push(at - sent);
+        // Let its completion and credit land before the next sample.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    measured.sort_unstable();
+    Ok(measured)
+}
+
+/// Prints p50 and p99 of sorted `samples`.
+#[allow(clippy::print_stdout)]
+fn print_latency(what: &str, samples: &[Duration]) {
+    let pct = |p: f64| crate::bench::ms(crate::bench::percentile(samples, p));
+    println!(
+        "enqueue -> Assign, {what}, {} samples: p50 {:.2} ms, p99 {:.2} ms",
+        samples.len(),
+        pct(0.50),
+        pct(0.99)
+    );
 }
 
 /// Messages a simulated agent sends.
@@ -170,74 +274,34 @@ fn usage() -> (u64, Duration) {
 /// Runs the three measurements and prints one line each.
 #[allow(clippy::print_stdout)]
 pub async fn run(args: AgentsBenchArgs) -> anyhow::Result<()> {
-    let stores = switchyard_store::open(&args.database_url, true).await?;
-    let backend = stores.queue.backend();
-    let queue = Queue::new(
-        stores.queue,
-        Arc::new(LocalBus::new()),
-        QueueConfig::default(),
-    );
-    let agents = Agents::new(
-        queue.clone(),
-        stores.agents.clone(),
-        AgentsConfig::default(),
-    );
-    let enrollments = Enrollments::new(stores.agents, None);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let server = switchyard_grpc::GrpcApi::dev(queue.clone())
-        .await?
-        .with_agents(agents.clone(), enrollments)
-        .await;
-    tokio::spawn(server.serve(listener, stop.clone().cancelled_owned()));
-    let connect = || async {
-        Channel::from_shared(format!("http://{addr}"))?
-            .connect()
-            .await
-            .context("connect")
-    };
-    let who = Principal::dev();
     let run_id = std::process::id();
+    let stop = CancellationToken::new();
+    let prefix = format!("bench-agents-{run_id}:");
+    let redis = args.redis_url.as_deref().map(|url| (url, prefix.as_str()));
+    let a = Replica::start(&args.database_url, redis, &stop).await?;
+    let (queue, agents) = (a.queue.clone(), a.agents.clone());
+    let backend = queue.backend();
+    let connect = || a.connect();
+    let who = Principal::dev();
     println!(
-        "bench agents: store={backend} samples={} agents={} capacity={} jobs={} streams={}",
+        "bench agents: store={backend} bus={} samples={} agents={} capacity={} jobs={} streams={}",
+        if redis.is_some() { "redis" } else { "local" },
         args.samples, args.agents, args.capacity, args.jobs, args.streams
     );
 
-    // 1. Enqueue -> Assign latency: one agent, one job at a time.
+    // 1. Enqueue -> Assign latency: one agent, one job at a time; then across replicas.
     let pool = format!("bench-latency-{run_id}");
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    let counted = Arc::new(AtomicU64::new(0));
-    tokio::spawn(agent(
-        connect().await?,
-        format!("latency-{run_id}"),
-        pool.clone(),
-        1,
-        Some(seen_tx),
-        counted.clone(),
-        stop.clone(),
-    ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut samples = Vec::with_capacity(args.samples);
-    for _ in 0..args.samples {
-        let sent = Instant::now();
-        queue.enqueue(&who, vec![noop(&pool)]).await?;
-        let at = tokio::time::timeout(Duration::from_secs(10), seen.recv())
-            .await
-            .context("no Assign within 10 s")?
-            .context("the latency agent stopped")?;
-        samples.push(at - sent);
-        // Let its completion and credit land before the next sample.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    print_latency("same replica", &latency(&queue, &a, &pool, args.samples, &stop).await?);
+    if redis.is_some() && backend == "postgres" {
+        let b = Replica::start(&args.database_url, redis, &stop).await?;
+        let pool = format!("bench-cross-{run_id}");
+        print_latency(
+            "across replicas (Redis bus)",
+            &latency(&queue, &b, &pool, args.samples, &stop).await?,
+        );
+    } else {
+        println!("enqueue -> Assign across replicas: skipped (needs PostgreSQL and --redis-url)");
     }
-    samples.sort_unstable();
-    let pct = |p: f64| crate::bench::percentile(&samples, p);
-    println!(
-        "enqueue -> Assign, same replica, {} samples: p50 {:.2} ms, p99 {:.2} ms",
-        samples.len(),
-        crate::bench::ms(pct(0.50)),
-        crate::bench::ms(pct(0.99))
-    );
 
     // 2. End-to-end throughput: jobs enqueued up front, then pushed through the agents.
     let pool = format!("bench-throughput-{run_id}");

@@ -483,6 +483,11 @@ impl Queue {
         self.bus.subscribe()
     }
 
+    /// The store's kind: `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
     /// Whether wake-ups cross replicas now (the bus is connected).
     pub fn bus_connected(&self) -> bool {
         self.bus.is_connected()
