@@ -26,7 +26,7 @@ pub(crate) struct Outbox {
 }
 
 /// The attempt a report is about.
-fn key_of(body: &Body) -> Option<JobKey> {
+pub(crate) fn key_of(body: &Body) -> Option<JobKey> {
     match body {
         Body::Started(s) => Some(JobKey::new(s.job_id.clone(), s.attempt)),
         Body::Log(l) => Some(JobKey::new(l.job_id.clone(), l.attempt)),
@@ -85,9 +85,13 @@ impl Outbox {
     }
 
     /// Puts reports back at the front, in their order (sent, but maybe not received).
-    pub(crate) fn requeue(&mut self, reports: Vec<JobFinished>) {
+    pub(crate) fn requeue(&mut self, reports: Vec<Body>) {
         for report in reports.into_iter().rev() {
-            self.queue.push_front(Body::Finished(report));
+            if let Body::Log(chunk) = &report {
+                let key = JobKey::new(chunk.job_id.clone(), chunk.attempt);
+                *self.log_bytes.entry(key).or_default() += chunk.data.len();
+            }
+            self.queue.push_front(report);
         }
     }
 
@@ -208,7 +212,11 @@ mod tests {
             attempt: 9,
             ..Default::default()
         };
-        outbox.requeue(vec![finished("x"), finished("y")]);
+        outbox.requeue(vec![
+            Body::Finished(finished("x")),
+            Body::Log(chunk("y", 4, 5)),
+            Body::Finished(finished("y")),
+        ]);
         outbox.forget(&a);
         let bodies = drain(&mut outbox);
         let ids: Vec<String> = bodies
@@ -216,6 +224,6 @@ mod tests {
             .filter_map(key_of)
             .map(|k| k.to_string())
             .collect();
-        assert_eq!(ids, ["x#9", "y#9", "b#2"]);
+        assert_eq!(ids, ["x#9", "y#1", "y#9", "b#2"]);
     }
 }

@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use switchyard_proto::v1::connect_request::Body;
 use switchyard_proto::v1::{
-    ConnectRequest, ConnectResponse, Heartbeat, JobFinished, RenewCertificate, Welcome,
-    connect_response,
+    ConnectRequest, ConnectResponse, Heartbeat, RenewCertificate, Welcome, connect_response,
 };
 use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::time::Instant;
 use tonic::Streaming;
 
 use crate::dial::Failure;
-use crate::outbox::Outbox;
+use crate::jobs::JobKey;
+use crate::outbox::{Outbox, key_of};
 
 /// How long the server gets to close its side of a stream the agent ends.
 const HANG_UP_FOR: Duration = Duration::from_secs(1);
@@ -50,8 +50,11 @@ pub(crate) struct Session {
     renewal: Option<RenewCertificate>,
     /// Heartbeats sent and not answered: when, and how many of `unconfirmed` preceded each.
     heartbeats: VecDeque<(Instant, usize)>,
-    /// `JobFinished` reports sent but not known to have arrived.
-    unconfirmed: Vec<JobFinished>,
+    /// Reports (`JobStarted`, log chunks, `JobFinished`) sent but not known to have arrived:
+    /// a heartbeat's ack confirms those sent before it. All are idempotent on the server (by
+    /// attempt, and by sequence number for log chunks), so a resend after a broken stream is
+    /// safe.
+    unconfirmed: Vec<Body>,
     /// Whether a report was sent after the last heartbeat.
     sent_since_heartbeat: bool,
 }
@@ -134,11 +137,10 @@ impl Session {
                     .push_back((Instant::now(), self.unconfirmed.len()));
                 self.sent_since_heartbeat = false;
             }
-            Body::Finished(report) => {
-                self.unconfirmed.push(report.clone());
+            Body::Started(_) | Body::Log(_) | Body::Finished(_) => {
+                self.unconfirmed.push(body.clone());
                 self.sent_since_heartbeat = true;
             }
-            Body::Started(_) | Body::Log(_) => self.sent_since_heartbeat = true,
             Body::Hello(_) | Body::Credits(_) | Body::Renew(_) => {}
         }
         permit.send(ConnectRequest { body: Some(body) });
@@ -191,8 +193,23 @@ impl Session {
         !self.heartbeat_due && self.heartbeats.is_empty() && !self.sent_since_heartbeat
     }
 
+    /// Forgets the unconfirmed reports about `key` (its attempt is no longer ours to report,
+    /// except for what the caller queues anew).
+    pub(crate) fn forget(&mut self, key: &JobKey) {
+        let keep: Vec<bool> = self
+            .unconfirmed
+            .iter()
+            .map(|body| key_of(body).as_ref() != Some(key))
+            .collect();
+        for (_, before) in &mut self.heartbeats {
+            *before = keep[..*before].iter().filter(|k| **k).count();
+        }
+        let mut kept = keep.iter();
+        self.unconfirmed.retain(|_| *kept.next().unwrap_or(&true));
+    }
+
     /// Drops the stream; returns the reports that may not have arrived.
-    pub(crate) fn close(self) -> Vec<JobFinished> {
+    pub(crate) fn close(self) -> Vec<Body> {
         self.unconfirmed
     }
 

@@ -32,6 +32,9 @@ impl Agent {
                 tracing::warn!(job = %key, reason = %lost.reason, "lease lost: stopping the job");
                 self.jobs.stop(&key, Stop::LeaseLost);
                 self.outbox.forget(&key);
+                if let Some(session) = &mut self.session {
+                    session.forget(&key);
+                }
             }
             Message::Drain(drain) => {
                 tracing::info!(reason = %drain.reason, "server draining: reconnecting");
@@ -84,6 +87,12 @@ impl Agent {
             Some(Stop::Cancelled | Stop::LeaseLost) => {}
             // Sent while this stream lasts, or after the next `Welcome`; never listed in `Hello`.
             Some(Stop::Abandoned) => {
+                // Its earlier reports may reach a server that gave the attempt away: only the
+                // abandonment is sent.
+                self.outbox.forget(&key);
+                if let Some(session) = &mut self.session {
+                    session.forget(&key);
+                }
                 let report = self.jobs.report(&key, Outcome::failure(ABANDONED));
                 self.outbox.finished(report);
             }

@@ -93,8 +93,9 @@ async fn reports_sent_to_a_server_that_went_silent_are_sent_again() {
     assert_eq!(conn.recv().await, started("j-lost", 3));
     let (first, _) = finished(&mut conn, 0).await;
     assert_eq!(conn.recv().await, credits(1));
-    // No HeartbeatAck ever came: the report may not have been processed. The next stream
-    // lists the attempt (so the server takes it back) and reports its end again.
+    // No HeartbeatAck ever came: the reports may not have been processed. The next stream
+    // lists the attempt (so the server takes it back) and sends its start and end again
+    // (both idempotent on the server).
     let mut second = server.accept().await;
     let hello = second.welcome(1, 30).await;
     let held = HeldJob {
@@ -102,6 +103,7 @@ async fn reports_sent_to_a_server_that_went_silent_are_sent_again() {
         attempt: 3,
     };
     assert_eq!(hello.running, [held]);
+    assert_eq!(second.recv().await, started("j-lost", 3));
     let (again, _) = finished(&mut second, 0).await;
     assert_eq!(again, first);
     assert!(again.succeeded);

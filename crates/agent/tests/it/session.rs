@@ -196,8 +196,10 @@ async fn drain_reconnects_listing_running_jobs_whose_reports_follow_the_welcome(
     // The job ends while the agent waits for Welcome: its reports are queued.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     second.send(welcome(5, 30)).await;
-    let (report, text) = finished(&mut second, 1).await;
-    assert_eq!(text, "after\n");
+    // What the drained stream never confirmed is sent again (the server ignores repeats).
+    assert_eq!(second.recv().await, started("j-long", 7));
+    let (report, text) = finished(&mut second, 0).await;
+    assert_eq!(text, "before\nafter\n");
     assert!(
         report.succeeded && report.exit_code == Some(0),
         "{report:?}"
