@@ -5,7 +5,8 @@
 //! sent as is, any other JSON value as JSON. It succeeds when the status is `expect_status`,
 //! or any 2xx without one. The status line and the response body go to the job's log.
 //!
-//! Plain `http://` only: the workspace's `reqwest` is built without TLS.
+//! `https://` trusts the machine's root certificates (rustls with the system store; `SSL_CERT_FILE`
+//! and `SSL_CERT_DIR` are honoured), as on-prem services often use a private CA.
 
 use switchyard_proto::v1::Job;
 

@@ -96,6 +96,23 @@ async fn one_response(listener: TcpListener) -> String {
 }
 
 #[tokio::test]
+async fn https_urls_are_spoken_to_over_tls() {
+    use tokio::io::AsyncReadExt as _;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://localhost:{}/", listener.local_addr().unwrap().port());
+    let first_byte = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut byte = [0u8; 1];
+        socket.read_exact(&mut byte).await.unwrap();
+        byte[0]
+    });
+    let ran = run_simple(job("http", json!({"url": url}))).await;
+    // A TLS handshake record starts with 0x16; this listener never answers it.
+    assert_eq!(first_byte.await.unwrap(), 0x16);
+    assert!(!ran.outcome.succeeded, "{:?}", ran.outcome);
+}
+
+#[tokio::test]
 async fn http_sends_the_request_and_checks_the_status() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
