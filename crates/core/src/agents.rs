@@ -677,10 +677,10 @@ impl Session {
         if since.elapsed() < self.agents.config.heartbeat_interval * DEAF_INTERVALS {
             return Ok(false);
         }
-        let waiting = self.agents.queue.stats(&self.who).await?;
-        Ok(waiting
-            .iter()
-            .any(|s| s.pool == self.agent.pool && s.queued > 0))
+        self.agents
+            .queue
+            .has_due_jobs(&self.who, &self.agent.pool)
+            .await
     }
 
     /// Pushes work while the agent has credits: one claim for as many jobs as it has credits;
