@@ -286,12 +286,19 @@ pub async fn run(args: AgentsBenchArgs) -> anyhow::Result<()> {
     println!(
         "bench agents: store={backend} bus={} samples={} agents={} capacity={} jobs={} streams={}",
         if redis.is_some() { "redis" } else { "local" },
-        args.samples, args.agents, args.capacity, args.jobs, args.streams
+        args.samples,
+        args.agents,
+        args.capacity,
+        args.jobs,
+        args.streams
     );
 
     // 1. Enqueue -> Assign latency: one agent, one job at a time; then across replicas.
     let pool = format!("bench-latency-{run_id}");
-    print_latency("same replica", &latency(&queue, &a, &pool, args.samples, &stop).await?);
+    print_latency(
+        "same replica",
+        &latency(&queue, &a, &pool, args.samples, &stop).await?,
+    );
     if redis.is_some() && backend == "postgres" {
         let b = Replica::start(&args.database_url, redis, &stop).await?;
         let pool = format!("bench-cross-{run_id}");
