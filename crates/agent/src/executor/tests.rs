@@ -99,7 +99,10 @@ async fn one_response(listener: TcpListener) -> String {
 async fn https_urls_are_spoken_to_over_tls() {
     use tokio::io::AsyncReadExt as _;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://localhost:{}/", listener.local_addr().unwrap().port());
+    let url = format!(
+        "https://localhost:{}/",
+        listener.local_addr().unwrap().port()
+    );
     let first_byte = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         let mut byte = [0u8; 1];
