@@ -617,12 +617,17 @@ impl Session {
     /// this stream sees it; learns whether an operator drains it.
     async fn heartbeat(&self) -> Result<()> {
         let held = self.held.snapshot();
-        let mut renewed = 0;
+        let kept = self
+            .agents
+            .queue
+            .extend_leases(&self.who, &held, self.agents.config.lease)
+            .await?;
         for (id, attempt) in held {
-            if self.renew(id, attempt).await? {
-                renewed += 1;
+            if !kept.contains(&id) {
+                self.lose(id, attempt).await?;
             }
         }
+        let renewed = u32::try_from(kept.len()).unwrap_or(u32::MAX);
         let running = u32::try_from(self.held.len()).unwrap_or(u32::MAX);
         let status = if self.deaf().await? {
             AgentStatus::Degraded

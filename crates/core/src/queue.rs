@@ -379,6 +379,20 @@ impl Queue {
             .await
     }
 
+    /// Renews, in one store round trip, the leases of the `held` attempts that are still
+    /// current, for `lease`; returns the jobs renewed (the rest are no longer the holder's).
+    pub async fn extend_leases(
+        &self,
+        who: &Principal,
+        held: &[(JobId, u32)],
+        lease: Duration,
+    ) -> Result<Vec<JobId>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store.extend_leases(&who.tenant, held, lease).await
+    }
+
     /// Ends the current attempt. A failure is retried after an exponential, jittered backoff
     /// while attempts remain, else dead-lettered.
     pub async fn complete(

@@ -462,6 +462,31 @@ impl QueueStore for PgStore {
         self.update_one(q, tenant, id, Op::Extend, attempt).await
     }
 
+    async fn extend_leases(
+        &self,
+        tenant: &TenantId,
+        held: &[(JobId, u32)],
+        lease: Duration,
+    ) -> Result<Vec<JobId>> {
+        let ids: Vec<Uuid> = held.iter().map(|(id, _)| id.0).collect();
+        let attempts: Vec<i32> = held.iter().map(|(_, a)| db_int(*a)).collect();
+        let renewed: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE jobs j SET lease_expires_at = now() + $4 * interval '1 millisecond'
+             FROM UNNEST($2::uuid[], $3::int4[]) AS v(id, attempt)
+             WHERE j.id = v.id AND j.tenant_id = $1 AND j.attempt = v.attempt
+               AND j.state IN (1, 2)
+             RETURNING j.id",
+        )
+        .bind(tenant.as_str())
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(millis(lease))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(renewed.into_iter().map(JobId).collect())
+    }
+
     async fn complete(
         &self,
         tenant: &TenantId,

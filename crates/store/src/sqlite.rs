@@ -408,6 +408,35 @@ impl QueueStore for SqliteStore {
         self.update_one(q, tenant, id, Op::Extend, attempt).await
     }
 
+    async fn extend_leases(
+        &self,
+        tenant: &TenantId,
+        held: &[(JobId, u32)],
+        lease: Duration,
+    ) -> Result<Vec<JobId>> {
+        let until = now_ms() + millis(lease);
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        let mut renewed = Vec::with_capacity(held.len());
+        for (id, attempt) in held {
+            let done = sqlx::query(
+                "UPDATE jobs SET lease_expires_at = ?4
+                 WHERE id = ?1 AND tenant_id = ?2 AND attempt = ?3 AND state IN (1, 2)",
+            )
+            .bind(id.to_string())
+            .bind(tenant.as_str())
+            .bind(db_int(*attempt))
+            .bind(until)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+            if done.rows_affected() == 1 {
+                renewed.push(*id);
+            }
+        }
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(renewed)
+    }
+
     async fn complete(
         &self,
         tenant: &TenantId,
