@@ -42,7 +42,8 @@ pub trait AgentStore: Send + Sync + 'static {
     /// updated and keeps its enrolled name (`hello.name` is ignored): `NotFound` when absent,
     /// `PermissionDenied` when it was deregistered (`TERMINATED`) or `hello.pool` is not its
     /// pool. Without it, the agent is registered, or re-registered by name (keeping its id,
-    /// and reviving a deregistered one); `NotFound` when the tenant does not exist.
+    /// and reviving a deregistered one), unless an enrolled agent holds that name
+    /// (`PermissionDenied`); `NotFound` when the tenant does not exist.
     async fn connect_agent(&self, hello: &AgentHello) -> Result<Agent>;
 
     /// Heartbeats of many streams in one round trip: for each, the time, how many jobs the

@@ -521,6 +521,13 @@ pub async fn enrolled_agents_connect_by_id_in_their_pool_until_deregistered(stor
     assert_refused(err, ErrorKind::PermissionDenied, "deregistered");
     let gone = agents.agent(&agent.tenant, agent.id).await.unwrap();
     assert_eq!(gone.status, AgentStatus::Terminated);
+    // Nor can a token agent take its name: an enrolled agent's row is its certificate's.
+    let mut by_name = hello(&agent.name);
+    by_name.pool = agent.pool.clone();
+    let err = agents.connect_agent(&by_name).await.unwrap_err();
+    assert_refused(err, ErrorKind::PermissionDenied, "enrolled");
+    let still = agents.agent(&agent.tenant, agent.id).await.unwrap();
+    assert_eq!(still.status, AgentStatus::Terminated, "unchanged");
 }
 
 /// A drain survives the agent's reconnects and is reported to its heartbeats; a stream records

@@ -168,6 +168,14 @@ pub(crate) fn connect_refused(id: AgentId, pool: &str, found: Result<Agent>) -> 
     }
 }
 
+/// Why a token-authenticated agent may not connect as `name`: an enrolled agent holds it.
+pub(crate) fn enrolled_by_name(name: &str) -> Error {
+    Error::new(
+        ErrorKind::PermissionDenied,
+        format!("agent {name} is enrolled: it connects only with its client certificate"),
+    )
+}
+
 /// Why agent `id` could not be changed by a conditional update that skips deregistered agents,
 /// from its row (`found`) read afterwards.
 pub(crate) fn not_live(found: Result<Agent>) -> Error {

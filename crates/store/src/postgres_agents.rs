@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::agents::{AgentStore, StreamBeat, in_order};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
-    PoolRow, PresentedTokenRow, connect_refused, corrupt, missing, name_taken, not_live,
-    presented_token, tenant_id,
+    PoolRow, PresentedTokenRow, connect_refused, corrupt, enrolled_by_name, missing, name_taken,
+    not_live, presented_token, tenant_id,
 };
 use crate::postgres::PgStore;
 use crate::rows::{db_int, millis};
@@ -93,7 +93,7 @@ impl TryFrom<TokenRow> for RegistrationToken {
 
 /// Registers (or re-registers) an agent by name, keeping the id of an existing one.
 async fn connect_by_name(pool: &PgPool, hello: &AgentHello) -> Result<Agent> {
-    let row: AgentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO agents (id, tenant_id, name, pool, labels, status, capacity, version,
                              session_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -101,6 +101,7 @@ async fn connect_by_name(pool: &PgPool, hello: &AgentHello) -> Result<Agent> {
              pool = EXCLUDED.pool, labels = EXCLUDED.labels, status = EXCLUDED.status,
              capacity = EXCLUDED.capacity, version = EXCLUDED.version,
              session_id = EXCLUDED.session_id, running = 0, last_heartbeat_at = now()
+         WHERE NOT agents.enrolled
          RETURNING {COLUMNS}"
     )))
     .bind(Uuid::now_v7())
@@ -112,10 +113,10 @@ async fn connect_by_name(pool: &PgPool, hello: &AgentHello) -> Result<Agent> {
     .bind(db_int(hello.capacity))
     .bind(&hello.version)
     .bind(hello.session)
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await
     .map_err(missing(format!("tenant {}", hello.tenant)))?;
-    row.try_into()
+    row.ok_or_else(|| enrolled_by_name(&hello.name))?.try_into()
 }
 
 /// Connects enrolled agent `id`: live, and in `hello.pool`.
@@ -410,10 +411,11 @@ impl AgentStore for PgStore {
         // A new agent, or a new one in place of a deregistered agent of that name; a live one
         // of that name keeps it, and the transaction rolls back.
         let agent: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO agents (id, tenant_id, name, pool, labels, status, capacity, version)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, '')
+            "INSERT INTO agents (id, tenant_id, name, pool, labels, status, capacity, version,
+                                 enrolled)
+             VALUES ($1, $2, $3, $4, $5, $6, 0, '', true)
              ON CONFLICT (tenant_id, name) DO UPDATE SET
-                 id = EXCLUDED.id, pool = EXCLUDED.pool, labels = EXCLUDED.labels,
+                 id = EXCLUDED.id, pool = EXCLUDED.pool, labels = EXCLUDED.labels, enrolled = true,
                  status = EXCLUDED.status, capacity = 0, running = 0, version = '',
                  session_id = NULL, last_heartbeat_at = now(), created_at = now()
              WHERE agents.status = $7

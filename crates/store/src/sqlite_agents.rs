@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::agents::{AgentStore, StreamBeat, in_order};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
-    PoolRow, PresentedTokenRow, at, connect_refused, corrupt, missing, name_taken, not_live,
-    presented_token, tenant_id, uuid,
+    PoolRow, PresentedTokenRow, at, connect_refused, corrupt, enrolled_by_name, missing,
+    name_taken, not_live, presented_token, tenant_id, uuid,
 };
 use crate::rows::millis;
 use crate::sqlite::{SqliteStore, now_ms};
@@ -92,7 +92,7 @@ impl TryFrom<TokenRow> for RegistrationToken {
 
 /// Registers (or re-registers) an agent by name, keeping the id of an existing one.
 async fn connect_by_name(pool: &SqlitePool, hello: &AgentHello) -> Result<Agent> {
-    let row: AgentRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO agents (id, tenant_id, name, pool, labels, status, capacity, version,
                              session_id, last_heartbeat_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
@@ -101,6 +101,7 @@ async fn connect_by_name(pool: &SqlitePool, hello: &AgentHello) -> Result<Agent>
              capacity = excluded.capacity, version = excluded.version,
              session_id = excluded.session_id, running = 0,
              last_heartbeat_at = excluded.last_heartbeat_at
+         WHERE NOT agents.enrolled
          RETURNING {COLUMNS}"
     )))
     .bind(Uuid::now_v7().to_string())
@@ -113,10 +114,10 @@ async fn connect_by_name(pool: &SqlitePool, hello: &AgentHello) -> Result<Agent>
     .bind(&hello.version)
     .bind(hello.session.to_string())
     .bind(now_ms())
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await
     .map_err(missing(format!("tenant {}", hello.tenant)))?;
-    row.try_into()
+    row.ok_or_else(|| enrolled_by_name(&hello.name))?.try_into()
 }
 
 /// Connects enrolled agent `id`: live, and in `hello.pool`.
@@ -423,10 +424,10 @@ impl AgentStore for SqliteStore {
         // of that name keeps it, and the transaction rolls back.
         let agent: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "INSERT INTO agents (id, tenant_id, name, pool, labels, status, capacity, version,
-                                 last_heartbeat_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, '', ?7, ?7)
+                                 last_heartbeat_at, created_at, enrolled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, '', ?7, ?7, 1)
              ON CONFLICT (tenant_id, name) DO UPDATE SET
-                 id = excluded.id, pool = excluded.pool, labels = excluded.labels,
+                 id = excluded.id, pool = excluded.pool, labels = excluded.labels, enrolled = 1,
                  status = excluded.status, capacity = 0, running = 0, version = '',
                  session_id = NULL, last_heartbeat_at = excluded.last_heartbeat_at,
                  created_at = excluded.created_at
