@@ -10,7 +10,7 @@ use anyhow::Context;
 use switchyard_proto::v1::RefreshRequest;
 use switchyard_proto::v1::auth_service_client::AuthServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Code, Status};
 
 use super::session::{self, Session};
@@ -34,12 +34,32 @@ pub fn normalize_server(server: &str) -> String {
     }
 }
 
-/// Connects to the gRPC server at `server` (already normalized).
+/// The file of extra CA certificates to trust for `https://` servers (e.g. `switchyard dev`'s
+/// `.switchyard/tls/ca.pem`), besides the machine's roots.
+pub const CA_FILE_ENV: &str = "SWITCHYARD_CA_FILE";
+
+/// Connects to the gRPC server at `server` (already normalized). An `https://` server is
+/// verified against the machine's root certificates and the CA file in `SWITCHYARD_CA_FILE`.
 pub async fn connect(server: &str) -> anyhow::Result<Client> {
-    let endpoint = Endpoint::from_shared(server.to_owned())
+    let mut endpoint = Endpoint::from_shared(server.to_owned())
         .map_err(|e| anyhow::anyhow!("invalid_argument: bad server address {server:?}: {e}"))?
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60));
+    if server.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(file) = std::env::var_os(CA_FILE_ENV) {
+            let pem = std::fs::read(&file).with_context(|| {
+                format!(
+                    "invalid_argument: cannot read {CA_FILE_ENV}={}",
+                    file.to_string_lossy()
+                )
+            })?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .context("invalid_argument: TLS configuration")?;
+    }
     let channel = endpoint
         .connect()
         .await
@@ -47,8 +67,18 @@ pub async fn connect(server: &str) -> anyhow::Result<Client> {
     Ok(AuthServiceClient::new(channel))
 }
 
-/// The error for a failed call: `<code>: <message>`, the code in `snake_case`.
+/// The error for a failed call: `<code>: <message>`, the code in `snake_case`. A call that
+/// never reached the server (the connection or its TLS handshake failed) is `unavailable`,
+/// with the transport's reasons.
 pub fn status_error(status: &Status) -> anyhow::Error {
+    if let Some(mut cause) = std::error::Error::source(status) {
+        let mut reasons = cause.to_string();
+        while let Some(next) = cause.source() {
+            reasons = format!("{reasons}: {next}");
+            cause = next;
+        }
+        return anyhow::anyhow!("unavailable: cannot reach the server: {reasons}");
+    }
     let message = match status.message() {
         "" => status.code().description(),
         m => m,

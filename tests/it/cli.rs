@@ -43,6 +43,7 @@ fn run(s: &Server, dir: &Path, args: &[&str], stdin: &str, envs: &[(&str, &str)]
         "SWITCHYARD_PASSWORD",
         "SWITCHYARD_NEW_PASSWORD",
         "SWITCHYARD_CONFIG_DIR",
+        "SWITCHYARD_CA_FILE",
         "XDG_CONFIG_HOME",
     ] {
         cmd.env_remove(var);
@@ -108,6 +109,63 @@ fn login_admin(s: &Server, dir: &Path) {
         &["login", "--email", ADMIN_EMAIL],
         &format!("{ADMIN_PASSWORD}\n"),
     );
+}
+
+#[tokio::test]
+async fn cli_logs_in_over_tls_trusting_the_ca_file() {
+    let dir = std::env::temp_dir().join(switchyard_testkit::unique("sy-cli-tls-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = switchyard_pki::Authority::generate("cli CA").unwrap();
+    let (cert, key) = ca
+        .issue_server(&["localhost"], std::time::Duration::from_secs(600))
+        .unwrap();
+    for (name, pem) in [
+        ("server.pem", &cert),
+        ("server.key", &key),
+        ("ca.pem", &ca.cert_pem().to_owned()),
+    ] {
+        std::fs::write(dir.join(name), pem).unwrap();
+    }
+    let path = |name: &str| dir.join(name).display().to_string();
+    let (cert_file, key_file, ca_file) = (path("server.pem"), path("server.key"), path("ca.pem"));
+    let s = Server::start(
+        Db::Sqlite,
+        &[
+            ("SWITCHYARD_TLS_CERT", &cert_file),
+            ("SWITCHYARD_TLS_KEY", &key_file),
+        ],
+    )
+    .await;
+    let cfg = ConfigDir::new();
+    let https = format!("https://localhost:{}", s.grpc.port());
+    let login = ["login", "--email", ADMIN_EMAIL];
+    let password = format!("{ADMIN_PASSWORD}\n");
+    let untrusted = fails(
+        &s,
+        &cfg.0,
+        &login,
+        &password,
+        &[("SWITCHYARD_SERVER", &https)],
+    );
+    assert!(
+        untrusted.contains("unavailable") && untrusted.contains("certificate"),
+        "{untrusted}"
+    );
+    let out = run(
+        &s,
+        &cfg.0,
+        &login,
+        &password,
+        &[
+            ("SWITCHYARD_SERVER", &https),
+            ("SWITCHYARD_CA_FILE", &ca_file),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(cfg.read_session()["server"], https);
+    // The port serves no plaintext.
+    let plain = fails(&s, &cfg.0, &login, &password, &[]);
+    assert!(plain.contains("unavailable"), "{plain}");
 }
 
 #[tokio::test]
