@@ -616,18 +616,9 @@ impl Session {
     /// Renews every lease the agent holds and records the heartbeat, with the agent's state as
     /// this stream sees it; learns whether an operator drains it.
     async fn heartbeat(&self) -> Result<()> {
-        let held = self.held.snapshot();
-        let kept = self
-            .agents
-            .queue
-            .extend_leases(&self.who, &held, self.agents.config.lease)
-            .await?;
-        for (id, attempt) in held {
-            if !kept.contains(&id) {
-                self.lose(id, attempt).await?;
-            }
-        }
-        let renewed = u32::try_from(kept.len()).unwrap_or(u32::MAX);
+        // The beat extends the agent's lease, which keeps every job it holds leased: no job row
+        // is written.
+        let renewed = u32::try_from(self.held.len()).unwrap_or(u32::MAX);
         let running = u32::try_from(self.held.len()).unwrap_or(u32::MAX);
         let status = if self.deaf().await? {
             AgentStatus::Degraded
@@ -642,7 +633,11 @@ impl Session {
                 tenant: self.who.tenant.clone(),
                 id: self.agent.id,
                 session: self.session,
-                beat: Beat { running, status },
+                beat: Beat {
+                    running,
+                    status,
+                    lease: self.agents.config.lease,
+                },
             })
             .await?;
         let Some(draining) = draining else {
@@ -700,6 +695,7 @@ impl Session {
             max_jobs: None,
             lease_seconds: Some(self.agents.config.lease.as_secs()),
             wait: Duration::ZERO,
+            holder: Some(self.agent.id),
         };
         let (held, credits, more, stop, out, door) = (
             self.held.clone(),

@@ -10,9 +10,9 @@ use rand::Rng;
 use switchyard_bus::{Bus, Event};
 use switchyard_store::QueueStore;
 use switchyard_types::{
-    ClaimRequest, Error, Job, JobFilter, JobId, JobState, Labels, LogAppend, LogChunk, MAX_BATCH,
-    MAX_LOG_CHUNK_BYTES, MAX_PAYLOAD_BYTES, NewJob, Outcome, Page, Principal, Priority, QueueStats,
-    ReapReport, Result,
+    AgentId, ClaimRequest, Error, Job, JobFilter, JobId, JobState, Labels, LogAppend, LogChunk,
+    MAX_BATCH, MAX_LOG_CHUNK_BYTES, MAX_PAYLOAD_BYTES, NewJob, Outcome, Page, Principal, Priority,
+    QueueStats, ReapReport, Result,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
@@ -108,6 +108,8 @@ pub struct ClaimJobs {
     pub lease_seconds: Option<u64>,
     /// How long to wait for work when none is due (capped by `max_wait`); 0 answers at once.
     pub wait: Duration,
+    /// The agent whose stream takes the jobs: its heartbeats keep them leased.
+    pub holder: Option<AgentId>,
 }
 
 /// A list request, as a client sent it.
@@ -297,6 +299,7 @@ impl Queue {
             labels: req.labels,
             max_jobs,
             lease,
+            holder: req.holder,
         };
         if req.wait.is_zero() {
             return self.store.claim(Some(&who.tenant), &claim).await;
@@ -377,20 +380,6 @@ impl Queue {
         self.store
             .extend_lease(&who.tenant, id, attempt, lease)
             .await
-    }
-
-    /// Renews, in one store round trip, the leases of the `held` attempts that are still
-    /// current, for `lease`; returns the jobs renewed (the rest are no longer the holder's).
-    pub async fn extend_leases(
-        &self,
-        who: &Principal,
-        held: &[(JobId, u32)],
-        lease: Duration,
-    ) -> Result<Vec<JobId>> {
-        if held.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.store.extend_leases(&who.tenant, held, lease).await
     }
 
     /// Ends the current attempt. A failure is retried after an exponential, jittered backoff

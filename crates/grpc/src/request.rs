@@ -60,6 +60,7 @@ pub(crate) fn claim(req: pb::ClaimRequest) -> ClaimJobs {
         max_jobs: req.max_jobs,
         lease_seconds: req.lease_seconds,
         wait: Duration::from_secs(req.wait_seconds.into()),
+        holder: None,
     }
 }
 

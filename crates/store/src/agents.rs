@@ -18,6 +18,9 @@ pub struct Beat {
     /// Its state as its stream sees it: `HEALTHY`, or `DEGRADED` when it takes no work while
     /// work waits.
     pub status: AgentStatus,
+    /// The agent's lease from now: every job it holds through its stream stays leased at
+    /// least that long.
+    pub lease: std::time::Duration,
 }
 
 /// One stream's heartbeat, for [`AgentStore::agent_heartbeats`].

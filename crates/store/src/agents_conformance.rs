@@ -33,7 +33,8 @@ macro_rules! agents_conformance_suite {
             deregistered_agents_stay_terminated,
             drains_states_and_unary_heartbeats_are_recorded,
             pool_settings_are_stored_per_tenant,
-            batched_heartbeats_answer_each_stream_in_order);
+            batched_heartbeats_answer_each_stream_in_order,
+            an_agents_heartbeats_keep_the_jobs_it_holds_leased);
         $crate::agents_conformance_suite!(@each $make,
             (flavor = "multi_thread", worker_threads = 4),
             concurrent_enrollments_with_one_token_enroll_once);
@@ -54,6 +55,7 @@ fn beat(running: u32) -> Beat {
     Beat {
         running,
         status: AgentStatus::Healthy,
+        lease: Duration::from_secs(30),
     }
 }
 
@@ -557,6 +559,7 @@ pub async fn drains_states_and_unary_heartbeats_are_recorded(stores: &Stores) {
     let deaf = Beat {
         running: 0,
         status: AgentStatus::Degraded,
+        lease: Duration::from_secs(30),
     };
     assert_eq!(
         agents
@@ -782,4 +785,64 @@ pub async fn batched_heartbeats_answer_each_stream_in_order(stores: &Stores) {
         3
     );
     assert!(agents.agent_heartbeats(&[]).await.unwrap().is_empty());
+}
+
+/// A job claimed through an agent's stream (`holder`) stays leased while the agent's lease,
+/// extended by its heartbeats, lives, although its own lease ran out; once the agent's lease
+/// lapses the reaper takes it.
+pub async fn an_agents_heartbeats_keep_the_jobs_it_holds_leased(stores: &Stores) {
+    use switchyard_types::{JobState, Priority};
+    let agents = &*stores.agents;
+    let stream = hello("holder");
+    let agent = agents.connect_agent(&stream).await.unwrap();
+    let job = stores
+        .queue
+        .enqueue(vec![crate::conformance::new_job(
+            "default",
+            "build",
+            Priority::Normal,
+        )])
+        .await
+        .unwrap()
+        .remove(0);
+    let mut req = crate::conformance::claim_req("build", 1);
+    req.lease = Duration::from_millis(50);
+    req.holder = Some(agent.id);
+    let claimed = stores.queue.claim(None, &req).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let beat_with = |lease| StreamBeat {
+        tenant: stream.tenant.clone(),
+        id: agent.id,
+        session: stream.session,
+        beat: Beat {
+            running: 1,
+            status: AgentStatus::Healthy,
+            lease,
+        },
+    };
+    agents
+        .agent_heartbeats(&[beat_with(Duration::from_secs(60))])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let reaped = stores
+        .queue
+        .reap_expired(100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(reaped.requeued, 0, "the holder's lease lives");
+    let held = stores.queue.get(&job.tenant, job.id).await.unwrap();
+    assert_eq!(held.state, JobState::Claimed);
+
+    agents
+        .agent_heartbeats(&[beat_with(Duration::ZERO)])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let reaped = stores
+        .queue
+        .reap_expired(100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(reaped.requeued, 1, "the holder's lease lapsed");
 }

@@ -20,8 +20,7 @@ macro_rules! store_conformance_suite {
             claim_follows_priority_then_fifo, claim_round_robins_across_tenants,
             has_due_jobs_sees_due_queued_jobs_only,
             critical_is_claimed_before_ten_thousand_low, claim_honours_labels_and_run_at,
-            claim_sets_lease_and_bumps_attempt, extend_leases_renews_current_attempts_only,
-            every_state_and_operation,
+            claim_sets_lease_and_bumps_attempt, every_state_and_operation,
             stale_attempts_conflict_and_change_nothing, failures_retry_then_dead_letter_then_redrive,
             reaper_requeues_then_dead_letters_poison_jobs, tenants_are_isolated,
             list_filters_and_pages, stats_count_states_and_windows, ping_and_migrations,
@@ -71,6 +70,7 @@ pub fn claim_req(pool: &str, n: u32) -> ClaimRequest {
         labels: Labels::new(),
         max_jobs: n,
         lease: Duration::from_secs(30),
+        holder: None,
     }
 }
 
@@ -273,47 +273,6 @@ pub async fn claim_sets_lease_and_bumps_attempt(store: &dyn QueueStore) {
         .unwrap();
     assert_eq!(s.state, JobState::Running);
     assert!(s.started_at.is_some() && s.lease_expires_at > c.lease_expires_at);
-}
-
-/// One statement renews the current attempts of held jobs only: not a stale attempt, not a
-/// finished job, not another tenant's.
-pub async fn extend_leases_renews_current_attempts_only(store: &dyn QueueStore) {
-    let running = job_in(store, JobState::Running).await;
-    let claimed = job_in(store, JobState::Claimed).await;
-    let done = job_in(store, JobState::Completed).await;
-    let lease = Duration::from_secs(300);
-    let held = [
-        (running.id, running.attempt),
-        (claimed.id, claimed.attempt + 1),
-        (done.id, done.attempt),
-        (claimed.id, claimed.attempt),
-    ];
-    assert!(
-        store
-            .extend_leases(&tenant("t2"), &held, lease)
-            .await
-            .unwrap()
-            .is_empty(),
-        "another tenant renews nothing"
-    );
-    let mut renewed = store
-        .extend_leases(&running.tenant, &held, lease)
-        .await
-        .unwrap();
-    renewed.sort_by_key(|id| id.0);
-    let mut expected = vec![running.id, claimed.id];
-    expected.sort_by_key(|id| id.0);
-    assert_eq!(renewed, expected);
-    let after = store.get(&running.tenant, running.id).await.unwrap();
-    let left = after.lease_expires_at.unwrap() - chrono::Utc::now();
-    assert!(left.num_seconds() > 200, "renewed to about 300 s: {left}");
-    assert!(
-        store
-            .extend_leases(&running.tenant, &[], lease)
-            .await
-            .unwrap()
-            .is_empty()
-    );
 }
 
 /// Puts a fresh job of tenant `t1` in pool `p` into `state`.

@@ -79,16 +79,6 @@ pub trait QueueStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Job>;
 
-    /// Renews, in one statement, the leases of the `held` attempts (job, attempt) that are
-    /// still current and claimed or running, to `now() + lease`; returns the jobs renewed (the
-    /// rest are no longer the holder's). Only the tenant's jobs are touched.
-    async fn extend_leases(
-        &self,
-        tenant: &TenantId,
-        held: &[(JobId, u32)],
-        lease: Duration,
-    ) -> Result<Vec<JobId>>;
-
     /// Renews the lease of a claimed or running job's current attempt to `now() + lease`.
     async fn extend_lease(
         &self,

@@ -129,6 +129,7 @@ impl PgStore {
             .bind(&chosen)
             .bind(&req.agent_id)
             .bind(millis(req.lease))
+            .bind(req.holder)
             .fetch_all(&mut *tx)
             .await
             .map_err(from_sqlx)?;
@@ -209,16 +210,18 @@ async fn complete_successes(pool: PgPool, batch: Vec<Success>) -> Vec<Result<Job
     out
 }
 
-/// Sets a claimed job's columns, given the placeholders of the agent and of the lease in
-/// milliseconds.
+/// Sets a claimed job's columns, given the placeholders of the agent, of the lease in
+/// milliseconds and of the holding agent's registry id.
 macro_rules! claim_set {
-    ($agent:literal, $lease:literal) => {
+    ($agent:literal, $lease:literal, $holder:literal) => {
         concat!(
             "state = 1, attempt = j.attempt + 1, claimed_by = ",
             $agent,
             ", claimed_at = now(), lease_expires_at = now() + ",
             $lease,
-            " * interval '1 millisecond', started_at = NULL, updated_at = now()"
+            " * interval '1 millisecond', holder_agent = ",
+            $holder,
+            ", started_at = NULL, updated_at = now()"
         )
     };
 }
@@ -243,7 +246,7 @@ const CLAIM: &str = concat!(
          FOR UPDATE OF j SKIP LOCKED),
      claimed AS (
          UPDATE jobs j SET ",
-    claim_set!("$5", "$6"),
+    claim_set!("$5", "$6", "$7::uuid"),
     "
          FROM picked p WHERE j.id = p.id AND NOT p.constrained
          RETURNING j.*)
@@ -253,10 +256,11 @@ const CLAIM: &str = concat!(
      WHERE p.constrained"
 );
 
-/// Claims the chosen ids (`$1`) that are still queued, for agent `$2` with a `$3` ms lease.
+/// Claims the chosen ids (`$1`) that are still queued, for agent `$2` with a `$3` ms lease,
+/// held by agent `$4` (or none).
 const CLAIM_CHOSEN: &str = concat!(
     "UPDATE jobs j SET ",
-    claim_set!("$2", "$3"),
+    claim_set!("$2", "$3", "$4::uuid"),
     " WHERE j.id = ANY($1) AND j.state = 0 RETURNING j.*"
 );
 
@@ -412,6 +416,7 @@ impl QueueStore for PgStore {
             .bind(i64::from(req.max_jobs))
             .bind(&req.agent_id)
             .bind(millis(req.lease))
+            .bind(req.holder)
             .fetch_all(&self.pool)
             .await
             .map_err(from_sqlx)?;
@@ -460,31 +465,6 @@ impl QueueStore for PgStore {
         .bind(db_int(attempt))
         .bind(millis(lease));
         self.update_one(q, tenant, id, Op::Extend, attempt).await
-    }
-
-    async fn extend_leases(
-        &self,
-        tenant: &TenantId,
-        held: &[(JobId, u32)],
-        lease: Duration,
-    ) -> Result<Vec<JobId>> {
-        let ids: Vec<Uuid> = held.iter().map(|(id, _)| id.0).collect();
-        let attempts: Vec<i32> = held.iter().map(|(_, a)| db_int(*a)).collect();
-        let renewed: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE jobs j SET lease_expires_at = now() + $4 * interval '1 millisecond'
-             FROM UNNEST($2::uuid[], $3::int4[]) AS v(id, attempt)
-             WHERE j.id = v.id AND j.tenant_id = $1 AND j.attempt = v.attempt
-               AND j.state IN (1, 2)
-             RETURNING j.id",
-        )
-        .bind(tenant.as_str())
-        .bind(&ids)
-        .bind(&attempts)
-        .bind(millis(lease))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(from_sqlx)?;
-        Ok(renewed.into_iter().map(JobId).collect())
     }
 
     async fn complete(
@@ -629,11 +609,13 @@ impl QueueStore for PgStore {
     async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<ReapReport> {
         let states: Vec<i16> = sqlx::query_scalar(
             "WITH expired AS (
-                 SELECT id FROM jobs
+                 SELECT id FROM jobs j
                  WHERE state IN (1, 2) AND lease_expires_at < now()
+                   AND NOT EXISTS (SELECT 1 FROM agents a
+                                   WHERE a.id = j.holder_agent AND a.lease_until > now())
                  ORDER BY lease_expires_at
                  LIMIT $1
-                 FOR UPDATE SKIP LOCKED)
+                 FOR UPDATE OF j SKIP LOCKED)
              UPDATE jobs j SET
                  state = CASE WHEN j.attempt >= j.attempt_limit THEN 4 ELSE 0 END,
                  finished_at = CASE WHEN j.attempt >= j.attempt_limit THEN now() END,

@@ -179,11 +179,13 @@ impl AgentStore for PgStore {
         let sessions: Vec<Uuid> = beats.iter().map(|b| b.session).collect();
         let running: Vec<i32> = beats.iter().map(|b| db_int(b.beat.running)).collect();
         let statuses: Vec<i16> = beats.iter().map(|b| b.beat.status.as_i16()).collect();
+        let leases: Vec<i64> = beats.iter().map(|b| millis(b.beat.lease)).collect();
         let rows: Vec<(Uuid, Uuid, bool)> = sqlx::query_as(
             "UPDATE agents AS a
-             SET last_heartbeat_at = now(), running = v.running, status = v.status
-             FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::int4[], $5::int2[])
-                  AS v(tenant_id, id, session_id, running, status)
+             SET last_heartbeat_at = now(), running = v.running, status = v.status,
+                 lease_until = now() + v.lease * interval '1 millisecond'
+             FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::int4[], $5::int2[], $7::int8[])
+                  AS v(tenant_id, id, session_id, running, status, lease)
              WHERE a.tenant_id = v.tenant_id AND a.id = v.id AND a.session_id = v.session_id
                AND a.status <> $6
              RETURNING a.id, a.session_id, a.draining",
@@ -194,6 +196,7 @@ impl AgentStore for PgStore {
         .bind(&running)
         .bind(&statuses)
         .bind(AgentStatus::Terminated.as_i16())
+        .bind(&leases)
         .fetch_all(self.pool())
         .await
         .map_err(from_sqlx)?;

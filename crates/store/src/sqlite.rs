@@ -352,7 +352,8 @@ impl QueueStore for SqliteStore {
             .collect();
         let rows: Vec<SqliteJob> = sqlx::query_as(
             "UPDATE jobs SET state = 1, attempt = attempt + 1, claimed_by = ?1, claimed_at = ?2,
-                 lease_expires_at = ?2 + ?3, started_at = NULL, updated_at = ?2
+                 lease_expires_at = ?2 + ?3, holder_agent = ?5, started_at = NULL,
+                 updated_at = ?2
              WHERE id IN (SELECT value FROM json_each(?4))
              RETURNING *",
         )
@@ -360,6 +361,7 @@ impl QueueStore for SqliteStore {
         .bind(now)
         .bind(millis(req.lease))
         .bind(to_json(&chosen))
+        .bind(req.holder.map(|h| h.to_string()))
         .fetch_all(&mut *tx)
         .await
         .map_err(from_sqlx)?;
@@ -406,35 +408,6 @@ impl QueueStore for SqliteStore {
         .bind(db_int(attempt))
         .bind(now_ms() + millis(lease));
         self.update_one(q, tenant, id, Op::Extend, attempt).await
-    }
-
-    async fn extend_leases(
-        &self,
-        tenant: &TenantId,
-        held: &[(JobId, u32)],
-        lease: Duration,
-    ) -> Result<Vec<JobId>> {
-        let until = now_ms() + millis(lease);
-        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
-        let mut renewed = Vec::with_capacity(held.len());
-        for (id, attempt) in held {
-            let done = sqlx::query(
-                "UPDATE jobs SET lease_expires_at = ?4
-                 WHERE id = ?1 AND tenant_id = ?2 AND attempt = ?3 AND state IN (1, 2)",
-            )
-            .bind(id.to_string())
-            .bind(tenant.as_str())
-            .bind(db_int(*attempt))
-            .bind(until)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-            if done.rows_affected() == 1 {
-                renewed.push(*id);
-            }
-        }
-        tx.commit().await.map_err(from_sqlx)?;
-        Ok(renewed)
     }
 
     async fn complete(
@@ -601,7 +574,10 @@ impl QueueStore for SqliteStore {
                  failures = json_insert(failures, '$[#]',
                      json_set(json_extract(?4, '$[0]'), '$.attempt', attempt)),
                  last_failed_at = ?1, updated_at = ?1
-             WHERE id IN (SELECT id FROM jobs WHERE state IN (1, 2) AND lease_expires_at < ?1
+             WHERE id IN (SELECT id FROM jobs j
+                          WHERE state IN (1, 2) AND lease_expires_at < ?1
+                            AND NOT EXISTS (SELECT 1 FROM agents a
+                                            WHERE a.id = j.holder_agent AND a.lease_until > ?1)
                           ORDER BY lease_expires_at LIMIT ?2)
              RETURNING state",
         )

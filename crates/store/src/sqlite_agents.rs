@@ -185,7 +185,8 @@ impl AgentStore for SqliteStore {
         let mut rows = Vec::with_capacity(beats.len());
         for b in beats {
             let draining: Option<bool> = sqlx::query_scalar(
-                "UPDATE agents SET last_heartbeat_at = ?4, running = ?5, status = ?6
+                "UPDATE agents SET last_heartbeat_at = ?4, running = ?5, status = ?6,
+                                   lease_until = ?4 + ?8
                  WHERE tenant_id = ?1 AND id = ?2 AND session_id = ?3 AND status <> ?7
                  RETURNING draining",
             )
@@ -196,6 +197,7 @@ impl AgentStore for SqliteStore {
             .bind(i64::from(b.beat.running))
             .bind(b.beat.status.as_i16())
             .bind(AgentStatus::Terminated.as_i16())
+            .bind(millis(b.beat.lease))
             .fetch_optional(&mut *tx)
             .await
             .map_err(from_sqlx)?;

@@ -312,6 +312,9 @@ pub struct ClaimRequest {
     pub max_jobs: u32,
     /// Lease length; the expiry instant is set by the database clock.
     pub lease: Duration,
+    /// The registry id of the agent whose stream takes the jobs: its heartbeats then keep the
+    /// jobs leased (agent-level lease). `None` for claims over the unary API.
+    pub holder: Option<uuid::Uuid>,
 }
 
 /// How an attempt ended, as the agent reports it.

@@ -192,6 +192,7 @@ impl From<ClaimBody> for ClaimJobs {
             max_jobs: b.max_jobs,
             lease_seconds: b.lease_seconds,
             wait: Duration::from_secs(b.wait_seconds.unwrap_or(0)),
+            holder: None,
         }
     }
 }
