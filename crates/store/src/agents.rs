@@ -162,3 +162,21 @@ pub(crate) fn in_order(
         .map(|b| found.get(&(b.id, b.session)).copied())
         .collect()
 }
+
+/// The agent a conditional update of a live agent returned (`row`), or why there was none.
+pub(crate) async fn updated_or_why<R>(
+    store: &dyn AgentStore,
+    tenant: &TenantId,
+    id: AgentId,
+    row: Option<R>,
+) -> Result<Agent>
+where
+    R: TryInto<Agent, Error = switchyard_types::Error>,
+{
+    match row {
+        Some(row) => row.try_into(),
+        None => Err(crate::identity_rows::not_live(
+            store.agent(tenant, id).await,
+        )),
+    }
+}

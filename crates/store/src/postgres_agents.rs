@@ -11,11 +11,11 @@ use switchyard_types::{
 };
 use uuid::Uuid;
 
-use crate::agents::{AgentStore, StreamBeat, in_order};
+use crate::agents::{AgentStore, StreamBeat, in_order, updated_or_why};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
     PoolRow, PresentedTokenRow, connect_refused, corrupt, enrolled_by_name, missing, name_taken,
-    not_live, presented_token, tenant_id,
+    presented_token, tenant_id,
 };
 use crate::postgres::PgStore;
 use crate::rows::{db_int, millis};
@@ -142,21 +142,6 @@ async fn connect_enrolled(pool: &PgPool, id: AgentId, hello: &AgentHello) -> Res
     row.map(Agent::try_from).transpose()
 }
 
-impl PgStore {
-    /// The row a conditional update of a live agent returned, or why there was none.
-    async fn updated_or_why(
-        &self,
-        tenant: &TenantId,
-        id: AgentId,
-        row: Option<AgentRow>,
-    ) -> Result<Agent> {
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(not_live(self.agent(tenant, id).await)),
-        }
-    }
-}
-
 #[async_trait]
 impl AgentStore for PgStore {
     async fn connect_agent(&self, hello: &AgentHello) -> Result<Agent> {
@@ -221,7 +206,7 @@ impl AgentStore for PgStore {
         .fetch_optional(self.pool())
         .await
         .map_err(from_sqlx)?;
-        self.updated_or_why(tenant, id, row).await
+        updated_or_why(self, tenant, id, row).await
     }
 
     async fn pool_settings(&self, tenant: &TenantId) -> Result<Vec<PoolSettings>> {
@@ -275,7 +260,7 @@ impl AgentStore for PgStore {
         .fetch_optional(self.pool())
         .await
         .map_err(from_sqlx)?;
-        self.updated_or_why(tenant, id, row).await
+        updated_or_why(self, tenant, id, row).await
     }
 
     async fn disconnect_agent(

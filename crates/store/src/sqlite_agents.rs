@@ -10,11 +10,11 @@ use switchyard_types::{
 };
 use uuid::Uuid;
 
-use crate::agents::{AgentStore, StreamBeat, in_order};
+use crate::agents::{AgentStore, StreamBeat, in_order, updated_or_why};
 use crate::error::from_sqlx;
 use crate::identity_rows::{
     PoolRow, PresentedTokenRow, at, connect_refused, corrupt, enrolled_by_name, missing,
-    name_taken, not_live, presented_token, tenant_id, uuid,
+    name_taken, presented_token, tenant_id, uuid,
 };
 use crate::rows::millis;
 use crate::sqlite::{SqliteStore, now_ms};
@@ -148,21 +148,6 @@ async fn connect_enrolled(
     row.map(Agent::try_from).transpose()
 }
 
-impl SqliteStore {
-    /// The row a conditional update of a live agent returned, or why there was none.
-    async fn updated_or_why(
-        &self,
-        tenant: &TenantId,
-        id: AgentId,
-        row: Option<AgentRow>,
-    ) -> Result<Agent> {
-        match row {
-            Some(row) => row.try_into(),
-            None => Err(not_live(self.agent(tenant, id).await)),
-        }
-    }
-}
-
 #[async_trait]
 impl AgentStore for SqliteStore {
     async fn connect_agent(&self, hello: &AgentHello) -> Result<Agent> {
@@ -227,7 +212,7 @@ impl AgentStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        self.updated_or_why(tenant, id, row).await
+        updated_or_why(self, tenant, id, row).await
     }
 
     async fn pool_settings(&self, tenant: &TenantId) -> Result<Vec<PoolSettings>> {
@@ -281,7 +266,7 @@ impl AgentStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        self.updated_or_why(tenant, id, row).await
+        updated_or_why(self, tenant, id, row).await
     }
 
     async fn disconnect_agent(
