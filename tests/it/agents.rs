@@ -342,6 +342,36 @@ async fn cancelling_a_running_job_stops_it_on_its_agent_at_once() {
     }
 }
 
+#[tokio::test]
+async fn a_cancel_no_event_announced_reaches_the_agent_at_its_next_heartbeat() {
+    // Two replicas on one database without Redis: a cancel on A is not announced to B, where
+    // the agent is connected; B's heartbeat check finds it.
+    let url = Db::Postgres.fresh_url().await;
+    let a = Server::start_on(&url, &TIMINGS).await;
+    let b = Server::start_on(&url, &TIMINGS).await;
+    let dir = workdir();
+    let pidfile = dir.join("job.pid");
+    let command = format!("echo $$ > {}; sleep 60", pidfile.display());
+    let id = enqueue_shell(&a, json!({"command": command}), 1).await;
+    let _agent = Agent::start("it-quiet-cancel", &[&b], &agent_key(&a).await, &dir);
+    wait_for(&a, &id, Duration::from_secs(15), |j| {
+        j["state"] == "RUNNING" && pidfile.exists()
+    })
+    .await;
+    let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+    let (status, body, _) = send(a.client.delete(a.url(&format!("/api/queue/jobs/{id}")))).await;
+    assert_eq!(status, 200, "{body}");
+    let cancelled = Instant::now();
+    while alive(&pid) {
+        // One heartbeat interval (1 s), plus the check and the kill.
+        assert!(
+            cancelled.elapsed() < Duration::from_secs(4),
+            "the job (pid {pid}) still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Whether process `pid` exists.
 fn alive(pid: &str) -> bool {
     std::process::Command::new("kill")

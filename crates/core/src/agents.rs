@@ -617,7 +617,15 @@ impl Session {
     /// this stream sees it; learns whether an operator drains it.
     async fn heartbeat(&self) -> Result<()> {
         // The beat extends the agent's lease, which keeps every job it holds leased: no job row
-        // is written.
+        // is written. One read finds held attempts that ended without an event reaching this
+        // replica (a cancel while the bus was down, say); the agent is told to stop them.
+        let held = self.held.snapshot();
+        let current = self.agents.queue.current_attempts(&self.who, &held).await?;
+        for (id, attempt) in held {
+            if !current.contains(&id) {
+                self.lose(id, attempt).await?;
+            }
+        }
         let renewed = u32::try_from(self.held.len()).unwrap_or(u32::MAX);
         let running = u32::try_from(self.held.len()).unwrap_or(u32::MAX);
         let status = if self.deaf().await? {

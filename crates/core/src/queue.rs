@@ -382,6 +382,19 @@ impl Queue {
             .await
     }
 
+    /// Of the `held` attempts, those still current (claimed or running): one read. An empty
+    /// answer for an empty `held`, without a store call.
+    pub async fn current_attempts(
+        &self,
+        who: &Principal,
+        held: &[(JobId, u32)],
+    ) -> Result<Vec<JobId>> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.store.current_attempts(&who.tenant, held).await
+    }
+
     /// Ends the current attempt. A failure is retried after an exponential, jittered backoff
     /// while attempts remain, else dead-lettered.
     pub async fn complete(

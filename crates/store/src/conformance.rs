@@ -20,7 +20,8 @@ macro_rules! store_conformance_suite {
             claim_follows_priority_then_fifo, claim_round_robins_across_tenants,
             has_due_jobs_sees_due_queued_jobs_only,
             critical_is_claimed_before_ten_thousand_low, claim_honours_labels_and_run_at,
-            claim_sets_lease_and_bumps_attempt, every_state_and_operation,
+            claim_sets_lease_and_bumps_attempt, current_attempts_are_the_live_ones_only,
+            every_state_and_operation,
             stale_attempts_conflict_and_change_nothing, failures_retry_then_dead_letter_then_redrive,
             reaper_requeues_then_dead_letters_poison_jobs, tenants_are_isolated,
             list_filters_and_pages, stats_count_states_and_windows, ping_and_migrations,
@@ -273,6 +274,44 @@ pub async fn claim_sets_lease_and_bumps_attempt(store: &dyn QueueStore) {
         .unwrap();
     assert_eq!(s.state, JobState::Running);
     assert!(s.started_at.is_some() && s.lease_expires_at > c.lease_expires_at);
+}
+
+/// `current_attempts` names the held attempts that are still current and claimed or running:
+/// not a stale attempt, not a finished job, not another tenant's.
+pub async fn current_attempts_are_the_live_ones_only(store: &dyn QueueStore) {
+    let running = job_in(store, JobState::Running).await;
+    let claimed = job_in(store, JobState::Claimed).await;
+    let done = job_in(store, JobState::Completed).await;
+    let held = [
+        (running.id, running.attempt),
+        (claimed.id, claimed.attempt + 1),
+        (done.id, done.attempt),
+    ];
+    assert!(
+        store
+            .current_attempts(&tenant("t2"), &held)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another tenant's jobs"
+    );
+    assert_eq!(
+        store
+            .current_attempts(&running.tenant, &held)
+            .await
+            .unwrap(),
+        vec![running.id]
+    );
+    let cancelled = store.cancel(&claimed.tenant, claimed.id).await.unwrap();
+    let now = [(cancelled.id, cancelled.attempt)];
+    assert!(
+        store
+            .current_attempts(&running.tenant, &now)
+            .await
+            .unwrap()
+            .is_empty(),
+        "cancelled"
+    );
 }
 
 /// Puts a fresh job of tenant `t1` in pool `p` into `state`.

@@ -79,6 +79,15 @@ pub trait QueueStore: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Job>;
 
+    /// Of the `held` attempts (job, attempt), those that are still their job's current attempt
+    /// and claimed or running: a read, for holders to learn which they lost (cancelled,
+    /// requeued) when no event told them. Only the tenant's jobs count.
+    async fn current_attempts(
+        &self,
+        tenant: &TenantId,
+        held: &[(JobId, u32)],
+    ) -> Result<Vec<JobId>>;
+
     /// Renews the lease of a claimed or running job's current attempt to `now() + lease`.
     async fn extend_lease(
         &self,

@@ -467,6 +467,28 @@ impl QueueStore for PgStore {
         self.update_one(q, tenant, id, Op::Extend, attempt).await
     }
 
+    async fn current_attempts(
+        &self,
+        tenant: &TenantId,
+        held: &[(JobId, u32)],
+    ) -> Result<Vec<JobId>> {
+        let ids: Vec<Uuid> = held.iter().map(|(id, _)| id.0).collect();
+        let attempts: Vec<i32> = held.iter().map(|(_, a)| db_int(*a)).collect();
+        let current: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT j.id FROM jobs j
+             JOIN UNNEST($2::uuid[], $3::int4[]) AS v(id, attempt)
+               ON j.id = v.id AND j.attempt = v.attempt
+             WHERE j.tenant_id = $1 AND j.state IN (1, 2)",
+        )
+        .bind(tenant.as_str())
+        .bind(&ids)
+        .bind(&attempts)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(current.into_iter().map(JobId).collect())
+    }
+
     async fn complete(
         &self,
         tenant: &TenantId,

@@ -410,6 +410,36 @@ impl QueueStore for SqliteStore {
         self.update_one(q, tenant, id, Op::Extend, attempt).await
     }
 
+    async fn current_attempts(
+        &self,
+        tenant: &TenantId,
+        held: &[(JobId, u32)],
+    ) -> Result<Vec<JobId>> {
+        let pairs: Vec<serde_json::Value> = held
+            .iter()
+            .map(|(id, attempt)| serde_json::json!([id.to_string(), attempt]))
+            .collect();
+        let current: Vec<String> = sqlx::query_scalar(
+            "SELECT j.id FROM jobs j
+             JOIN json_each(?2) AS v
+               ON j.id = json_extract(v.value, '$[0]') AND j.attempt = json_extract(v.value, '$[1]')
+             WHERE j.tenant_id = ?1 AND j.state IN (1, 2)",
+        )
+        .bind(tenant.as_str())
+        .bind(serde_json::Value::Array(pairs).to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        current
+            .iter()
+            .map(|id| {
+                Uuid::parse_str(id)
+                    .map(JobId)
+                    .map_err(|_| Error::internal("a stored job id is not a UUID"))
+            })
+            .collect()
+    }
+
     async fn complete(
         &self,
         tenant: &TenantId,
