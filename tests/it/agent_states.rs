@@ -1,7 +1,8 @@
 //! Agent states as operators see them: a drained agent takes no work until undrained
 //! (`TERMINATING`); a deaf one, withholding free slots while work waits, is `DEGRADED`; one
 //! whose heartbeats stop is `UNHEALTHY`, then `OFFLINE`. Pools show their agents and work and
-//! a scaling signal that follows demand within the operator's bounds.
+//! a scaling signal that follows demand within the operator's bounds. A delayed job reaches an
+//! idle agent by its pool's re-check, however busy the bus is with other pools.
 
 use std::time::{Duration, Instant};
 
@@ -280,4 +281,40 @@ async fn pools_report_agents_work_and_a_scaling_signal() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["build"], "{list}");
+}
+
+#[tokio::test]
+async fn a_delayed_job_reaches_an_idle_agent_while_other_pools_are_busy() {
+    let s = Server::start(Db::Sqlite, &TIMINGS).await;
+    let mut agent = Stream::open(s.grpc_admin().await, "patient", 1).await;
+    agent
+        .say(pb::connect_request::Body::Credits(pb::Credits { add: 1 }))
+        .await;
+    let (code, body, _) = send(
+        s.client
+            .post(s.url("/api/queue/jobs"))
+            .json(&json!({"pool": "build", "kind": "noop", "delay_seconds": 1})),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let delayed = body["data"]["id"].as_str().unwrap().to_owned();
+    // Another pool's enqueues wake the bus every 200 ms; none of them is for this pool, and
+    // none may put off its re-check, which finds the delayed job once it is due.
+    let busy = {
+        let (client, url) = (s.client.clone(), s.url("/api/queue/jobs"));
+        tokio::spawn(async move {
+            loop {
+                let _ = client
+                    .post(&url)
+                    .json(&json!({"pool": "elsewhere", "kind": "noop"}))
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    // Due after 1 s; the pool is re-checked every 5 s (jittered by up to a fifth).
+    let pushed = agent.beat_for(Duration::from_secs(9)).await;
+    busy.abort();
+    assert_eq!(pushed.expect("the delayed job was pushed").id, delayed);
 }

@@ -655,7 +655,13 @@ impl Session {
                  agent was deregistered",
             ));
         };
-        if self.draining.send_replace(draining) != draining {
+        // Only a change wakes the dispatcher (`send_replace` would wake it at every beat).
+        let changed = self.draining.send_if_modified(|current| {
+            let changed = *current != draining;
+            *current = draining;
+            changed
+        });
+        if changed {
             tracing::info!(agent = %self.agent.name, draining, "agent drain changed");
             self.more_credits.notify_one();
         }

@@ -95,19 +95,30 @@ async fn watch(
         } else {
             recheck / 5
         };
-        tokio::select! {
-            event = events.recv() => match event {
-                Ok(Event::PoolReady { pool: ready }) if ready == pool => bell.notify_one(),
-                Ok(Event::Requeued) | Err(RecvError::Lagged(_)) => bell.notify_waiters(),
-                Ok(Event::PoolReady { .. } | Event::JobCancelled { .. }) => {}
-                Err(RecvError::Closed) => tokio::time::sleep(every).await,
-            },
-            () = tokio::time::sleep(every) => match queue.has_due_jobs(&who, &pool).await {
-                Ok(true) => bell.notify_waiters(),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, pool, "re-checking a pool for work failed"),
-            },
-            () = stop.cancelled() => return,
+        // Events come and go until the re-check is due; they never push it back.
+        let due = tokio::time::Instant::now() + every;
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(Event::PoolReady { pool: ready }) if ready == pool => bell.notify_one(),
+                    Ok(Event::Requeued) | Err(RecvError::Lagged(_)) => bell.notify_waiters(),
+                    Ok(Event::PoolReady { .. } | Event::JobCancelled { .. }) => {}
+                    // No bus any more (shutting down): only the re-checks remain.
+                    Err(RecvError::Closed) => {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(due) => break,
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                },
+                () = tokio::time::sleep_until(due) => break,
+                () = stop.cancelled() => return,
+            }
+        }
+        match queue.has_due_jobs(&who, &pool).await {
+            Ok(true) => bell.notify_waiters(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, pool, "re-checking a pool for work failed"),
         }
     }
 }
