@@ -2,7 +2,7 @@
 //! credits, lease renewal by heartbeat, fenced job reports, reconnects and drain. The stream is
 //! transport-neutral: [`FromAgent`] in, [`ToAgent`] out; the gRPC adapter converts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,10 +38,8 @@ pub struct AgentsConfig {
     pub lease: Duration,
     /// How long a new stream may take to say `Hello` (10 s).
     pub hello_timeout: Duration,
-    /// How long one claim waits for work before it looks again (30 s).
-    pub claim_wait: Duration,
-    /// How often an idle stream's claim re-checks the store without a wake-up (5 s): the bus
-    /// announces new work; the re-check catches delayed jobs, retries and reaped leases.
+    /// How often a pool's door looks for due work without a wake-up (5 s, jittered): the bus
+    /// announces new work; the look catches delayed jobs and retries coming due.
     pub idle_recheck: Duration,
 }
 
@@ -51,7 +49,6 @@ impl Default for AgentsConfig {
             heartbeat_interval: Duration::from_secs(10),
             lease: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
-            claim_wait: Duration::from_secs(30),
             idle_recheck: Duration::from_secs(5),
         }
     }
@@ -620,7 +617,13 @@ impl Session {
         // is written. One read finds held attempts that ended without an event reaching this
         // replica (a cancel while the bus was down, say); the agent is told to stop them.
         let held = self.held.snapshot();
-        let current = self.agents.queue.current_attempts(&self.who, &held).await?;
+        let current: HashSet<JobId> = self
+            .agents
+            .queue
+            .current_attempts(&self.who, &held)
+            .await?
+            .into_iter()
+            .collect();
         for (id, attempt) in held {
             if !current.contains(&id) {
                 self.lose(id, attempt).await?;

@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::queue::Queue;
 
 /// A pool's doorbell: streams with free credits wait on it.
-#[derive(Debug)]
 pub(crate) struct Door {
     /// Rung by the watcher (and by streams whose claim came back full).
     pub(crate) bell: Arc<Notify>,
@@ -136,12 +135,6 @@ pub(crate) struct Heartbeats {
     writer: OnceLock<mpsc::Sender<(StreamBeat, BeatReply)>>,
 }
 
-impl std::fmt::Debug for Heartbeats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Heartbeats").finish_non_exhaustive()
-    }
-}
-
 impl Heartbeats {
     /// Heartbeats written to `store`.
     pub(crate) fn new(store: Arc<dyn AgentStore>) -> Self {
@@ -207,12 +200,6 @@ pub(crate) struct Cancels {
     queue: Queue,
     holders: Arc<Mutex<HashMap<JobId, mpsc::UnboundedSender<JobId>>>>,
     listener: OnceLock<()>,
-}
-
-impl std::fmt::Debug for Cancels {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cancels").finish_non_exhaustive()
-    }
 }
 
 impl Cancels {
