@@ -20,7 +20,8 @@ macro_rules! store_conformance_suite {
             claim_follows_priority_then_fifo, claim_round_robins_across_tenants,
             has_due_jobs_sees_due_queued_jobs_only,
             critical_is_claimed_before_ten_thousand_low, claim_honours_labels_and_run_at,
-            claim_sets_lease_and_bumps_attempt, current_attempts_are_the_live_ones_only,
+            claim_sets_lease_and_bumps_attempt, concurrent_claims_share_the_queue,
+            current_attempts_are_the_live_ones_only,
             every_state_and_operation,
             stale_attempts_conflict_and_change_nothing, failures_retry_then_dead_letter_then_redrive,
             reaper_requeues_then_dead_letters_poison_jobs, tenants_are_isolated,
@@ -274,6 +275,57 @@ pub async fn claim_sets_lease_and_bumps_attempt(store: &dyn QueueStore) {
         .unwrap();
     assert_eq!(s.state, JobState::Running);
     assert!(s.started_at.is_some() && s.lease_expires_at > c.lease_expires_at);
+}
+
+/// Twenty claims at once (each for its own agent and lease) share the queue: no job goes to
+/// two of them, none gets more than it asked for, each job carries its own claimant's agent and
+/// lease, a concurrency key is honoured across them, and a claim after them finds exactly the
+/// jobs they left.
+pub async fn concurrent_claims_share_the_queue(store: &dyn QueueStore) {
+    let mut jobs: Vec<NewJob> = (0..50)
+        .map(|_| new_job("t1", "build", Priority::Normal))
+        .collect();
+    for _ in 0..4 {
+        let mut keyed = new_job("t1", "build", Priority::High);
+        keyed.concurrency_key = Some("db".into());
+        keyed.concurrency_limit = 2;
+        jobs.push(keyed);
+    }
+    store.enqueue(jobs).await.unwrap();
+    let claims: Vec<ClaimRequest> = (0..20u64)
+        .map(|i| ClaimRequest {
+            agent_id: format!("a{i}"),
+            lease: Duration::from_secs(30 + i),
+            ..claim_req("build", 3)
+        })
+        .collect();
+    let answers = futures::future::join_all(claims.iter().map(|c| store.claim(None, c))).await;
+    let mut seen = std::collections::HashSet::new();
+    for (claim, jobs) in claims.iter().zip(answers) {
+        let jobs = jobs.expect("claim");
+        assert!(
+            jobs.len() <= 3,
+            "{} got {} jobs",
+            claim.agent_id,
+            jobs.len()
+        );
+        for job in jobs {
+            assert!(seen.insert(job.id), "job {} claimed twice", job.id);
+            assert_eq!(job.claimed_by.as_deref(), Some(claim.agent_id.as_str()));
+            let lease = job.lease_expires_at.unwrap() - job.claimed_at.unwrap();
+            assert_eq!(
+                lease.num_seconds(),
+                i64::try_from(claim.lease.as_secs()).unwrap()
+            );
+            assert_eq!((job.state, job.attempt), (JobState::Claimed, 1));
+        }
+    }
+    let rest = store.claim(None, &claim_req("build", 100)).await.unwrap();
+    for job in &rest {
+        assert!(seen.insert(job.id), "job {} claimed twice", job.id);
+    }
+    // 50 free jobs and 2 of the 4 under the key's limit of 2.
+    assert_eq!(seen.len(), 52);
 }
 
 /// `current_attempts` names the held attempts that are still current and claimed or running:

@@ -28,6 +28,7 @@ mod job_logs;
 mod limits;
 pub mod postgres;
 mod postgres_agents;
+mod postgres_claim;
 mod postgres_identity;
 mod rows;
 pub mod sqlite;

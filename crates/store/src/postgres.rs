@@ -1,5 +1,6 @@
-//! The PostgreSQL adapter: claims are one `FOR UPDATE SKIP LOCKED` statement, every agent write
-//! is one conditional `UPDATE … WHERE attempt = $n`, and every instant is the server's `now()`.
+//! The PostgreSQL adapter: claims and successful completions are group-committed (concurrent
+//! ones share one statement), every other agent write is one conditional
+//! `UPDATE … WHERE attempt = $n`, and every instant is the server's `now()`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use crate::batch::Batcher;
 use crate::error::{from_migrate, from_sqlx};
-use crate::limits::{Candidate, Running, lock_names};
+use crate::postgres_claim::{PendingClaim, claim_batch};
 use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis, reap_report};
 use crate::{MigrationStatus, QueueStore};
 
@@ -28,6 +29,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Successful completions, group-committed (the hot path of every finished job).
     successes: Arc<Batcher<Success, Job>>,
+    /// Claims, group-committed (see [`crate::postgres_claim`]).
+    claims: Arc<Batcher<PendingClaim, Vec<Job>>>,
 }
 
 /// One successful completion waiting for its batch.
@@ -40,9 +43,13 @@ struct Success {
     result: Option<serde_json::Value>,
 }
 
-/// Completions per statement, and statements in flight at once.
+/// Completions per statement.
 const BATCH_MAX: usize = 512;
-const BATCHES_IN_FLIGHT: usize = 4;
+/// Claims per batch (each of up to 100 jobs).
+const CLAIMS_MAX: usize = 64;
+/// Statements of one kind in flight at once. Two measured best: one serialises the writers,
+/// four splits the batches small (docs/benchmarks.md).
+const BATCHES_IN_FLIGHT: usize = 2;
 
 impl PgStore {
     /// Connects (pool of up to 32 connections) and, when `migrate` is set, applies the embedded
@@ -69,9 +76,14 @@ impl PgStore {
         let successes = Batcher::spawn(BATCH_MAX, BATCHES_IN_FLIGHT, move |batch| {
             complete_successes(batch_pool.clone(), batch)
         });
+        let batch_pool = pool.clone();
+        let claims = Batcher::spawn(CLAIMS_MAX, BATCHES_IN_FLIGHT, move |batch| {
+            claim_batch(batch_pool.clone(), batch)
+        });
         Ok(PgStore {
             pool,
             successes: Arc::new(successes),
+            claims: Arc::new(claims),
         })
     }
 
@@ -82,59 +94,6 @@ impl PgStore {
 
     async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
         fetch(&self.pool, tenant, id).await
-    }
-
-    /// Claims the candidates a running limit applies to: under the limits' advisory locks (taken
-    /// in one global order), counts what runs now with a fresh snapshot, takes what fits.
-    async fn claim_limited(
-        &self,
-        deferred: Vec<ClaimRow>,
-        req: &ClaimRequest,
-    ) -> Result<Vec<RawJob>> {
-        let mut candidates: Vec<Candidate> = deferred
-            .into_iter()
-            .map(|r| Candidate {
-                id: r.job.id,
-                tenant_id: r.job.tenant_id,
-                concurrency_key: r.job.concurrency_key,
-                concurrency_limit: i64::from(r.job.concurrency_limit),
-                max_running: r.max_running.map(i64::from),
-            })
-            .collect();
-        candidates.dedup_by_key(|c| c.id);
-        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
-        for name in lock_names(&candidates) {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-        }
-        let tenants: Vec<&str> = candidates.iter().map(|c| c.tenant_id.as_str()).collect();
-        let counts: Vec<(String, Option<String>, i64)> = sqlx::query_as(
-            "SELECT tenant_id, concurrency_key, count(*) FROM jobs
-             WHERE state IN (1, 2) AND tenant_id = ANY($1)
-             GROUP BY tenant_id, concurrency_key",
-        )
-        .bind(&tenants)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(from_sqlx)?;
-        let mut running = Running::default();
-        for (tenant, key, n) in &counts {
-            running.add(tenant, key.as_deref(), *n);
-        }
-        let chosen = running.choose(&candidates, req.max_jobs as usize);
-        let rows: Vec<RawJob> = sqlx::query_as(CLAIM_CHOSEN)
-            .bind(&chosen)
-            .bind(&req.agent_id)
-            .bind(millis(req.lease))
-            .bind(req.holder)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        tx.commit().await.map_err(from_sqlx)?;
-        Ok(rows)
     }
 
     /// Runs a conditional update returning the row; explains a miss.
@@ -166,14 +125,17 @@ async fn fetch(pool: &PgPool, tenant: &TenantId, id: JobId) -> Result<Option<Job
 
 /// Completes a batch of successes in one conditional `UPDATE … FROM UNNEST(…)`; a request whose
 /// row did not match (stale attempt, wrong state, unknown) is explained one by one.
+///
+/// `j.id = ANY($1)` lets the planner find the rows by primary key: joined on the unnested
+/// tenant alone, it may walk a tenant's whole `jobs_running` index once per row.
 async fn complete_successes(pool: PgPool, batch: Vec<Success>) -> Vec<Result<Job>> {
     let rows: std::result::Result<Vec<RawJob>, Error> = sqlx::query_as(
         "UPDATE jobs j SET state = 3, finished_at = now(), exit_code = u.exit_code,
              result = u.result, lease_expires_at = NULL, updated_at = now()
          FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::int[], $5::jsonb[])
               AS u(id, tenant_id, attempt, exit_code, result)
-         WHERE j.id = u.id AND j.tenant_id = u.tenant_id AND j.attempt = u.attempt
-           AND j.state IN (1, 2)
+         WHERE j.id = ANY($1) AND j.id = u.id AND j.tenant_id = u.tenant_id
+           AND j.attempt = u.attempt AND j.state IN (1, 2)
          RETURNING j.*",
     )
     .bind(batch.iter().map(|s| s.id.0).collect::<Vec<_>>())
@@ -208,69 +170,6 @@ async fn complete_successes(pool: PgPool, batch: Vec<Success>) -> Vec<Result<Job
         });
     }
     out
-}
-
-/// Sets a claimed job's columns, given the placeholders of the agent, of the lease in
-/// milliseconds and of the holding agent's registry id.
-macro_rules! claim_set {
-    ($agent:literal, $lease:literal, $holder:literal) => {
-        concat!(
-            "state = 1, attempt = j.attempt + 1, claimed_by = ",
-            $agent,
-            ", claimed_at = now(), lease_expires_at = now() + ",
-            $lease,
-            " * interval '1 millisecond', holder_agent = ",
-            $holder,
-            ", started_at = NULL, updated_at = now()"
-        )
-    };
-}
-
-/// The claim: one statement that takes the first `$4` due jobs of the pool in claim order and
-/// claims those no running limit applies to. Jobs under a limit are returned `deferred` (with
-/// their tenant's `max_running`) for [`PgStore::claim_limited`]; jobs whose limit is visibly
-/// reached are not picked at all, so they never hide claimable work behind them.
-const CLAIM: &str = concat!(
-    "WITH picked AS (
-         SELECT j.id, l.max_running,
-                (j.concurrency_key IS NOT NULL OR l.max_running IS NOT NULL) AS constrained
-         FROM jobs j LEFT JOIN tenant_limits l ON l.tenant_id = j.tenant_id
-         WHERE j.state = 0 AND j.pool = $1 AND j.run_at <= now()
-           AND ($2::text IS NULL OR j.tenant_id = $2)
-           AND j.labels <@ $3::jsonb
-           AND ",
-    under_limits!(),
-    "
-         ORDER BY j.priority DESC, j.fair_tag, j.seq
-         LIMIT $4
-         FOR UPDATE OF j SKIP LOCKED),
-     claimed AS (
-         UPDATE jobs j SET ",
-    claim_set!("$5", "$6", "$7::uuid"),
-    "
-         FROM picked p WHERE j.id = p.id AND NOT p.constrained
-         RETURNING j.*)
-     SELECT claimed.*, false AS deferred, NULL::int AS max_running FROM claimed
-     UNION ALL
-     SELECT j.*, true AS deferred, p.max_running FROM jobs j JOIN picked p ON p.id = j.id
-     WHERE p.constrained"
-);
-
-/// Claims the chosen ids (`$1`) that are still queued, for agent `$2` with a `$3` ms lease,
-/// held by agent `$4` (or none).
-const CLAIM_CHOSEN: &str = concat!(
-    "UPDATE jobs j SET ",
-    claim_set!("$2", "$3", "$4::uuid"),
-    " WHERE j.id = ANY($1) AND j.state = 0 RETURNING j.*"
-);
-
-/// A row of [`CLAIM`].
-#[derive(sqlx::FromRow)]
-struct ClaimRow {
-    #[sqlx(flatten)]
-    job: RawJob,
-    deferred: bool,
-    max_running: Option<i32>,
 }
 
 /// The first fair tag for `tenant`'s next jobs in (pool, priority): level with the head of the
@@ -409,23 +308,12 @@ impl QueueStore for PgStore {
     }
 
     async fn claim(&self, tenant: Option<&TenantId>, req: &ClaimRequest) -> Result<Vec<Job>> {
-        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
-            .bind(&req.pool)
-            .bind(tenant.map(TenantId::as_str))
-            .bind(serde_json::json!(req.labels))
-            .bind(i64::from(req.max_jobs))
-            .bind(&req.agent_id)
-            .bind(millis(req.lease))
-            .bind(req.holder)
-            .fetch_all(&self.pool)
+        self.claims
+            .submit(PendingClaim {
+                tenant: tenant.cloned(),
+                req: req.clone(),
+            })
             .await
-            .map_err(from_sqlx)?;
-        let (deferred, claimed): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.deferred);
-        let mut jobs: Vec<RawJob> = claimed.into_iter().map(|r| r.job).collect();
-        if !deferred.is_empty() {
-            jobs.extend(self.claim_limited(deferred, req).await?);
-        }
-        into_jobs(jobs, true)
     }
 
     async fn start(
@@ -478,7 +366,7 @@ impl QueueStore for PgStore {
             "SELECT j.id FROM jobs j
              JOIN UNNEST($2::uuid[], $3::int4[]) AS v(id, attempt)
                ON j.id = v.id AND j.attempt = v.attempt
-             WHERE j.tenant_id = $1 AND j.state IN (1, 2)",
+             WHERE j.id = ANY($2) AND j.tenant_id = $1 AND j.state IN (1, 2)",
         )
         .bind(tenant.as_str())
         .bind(&ids)
