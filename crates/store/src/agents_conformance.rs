@@ -833,6 +833,20 @@ pub async fn an_agents_heartbeats_keep_the_jobs_it_holds_leased(stores: &Stores)
     assert_eq!(reaped.requeued, 0, "the holder's lease lives");
     let held = stores.queue.get(&job.tenant, job.id).await.unwrap();
     assert_eq!(held.state, JobState::Claimed);
+    // Reads show the lease the reaper goes by: the agent's, about a minute from now.
+    let shown = |job: &switchyard_types::Job| {
+        (job.lease_expires_at.unwrap() - chrono::Utc::now()).num_seconds()
+    };
+    assert!((55..=60).contains(&shown(&held)), "lease shown {held:?}");
+    let filter = switchyard_types::JobFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let listed = stores.queue.list(&job.tenant, &filter).await.unwrap();
+    assert!(
+        (55..=60).contains(&shown(&listed[0])),
+        "lease listed {listed:?}"
+    );
 
     agents
         .agent_heartbeats(&[beat_with(Duration::ZERO)])

@@ -113,7 +113,7 @@ impl PgStore {
 }
 
 async fn fetch(pool: &PgPool, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
-    sqlx::query_as::<_, RawJob>("SELECT * FROM jobs WHERE id = $1 AND tenant_id = $2")
+    sqlx::query_as::<_, RawJob>("SELECT * FROM jobs_read WHERE id = $1 AND tenant_id = $2")
         .bind(id.0)
         .bind(tenant.as_str())
         .fetch_optional(pool)
@@ -463,7 +463,7 @@ impl QueueStore for PgStore {
     }
 
     async fn list(&self, tenant: &TenantId, filter: &JobFilter) -> Result<Vec<Job>> {
-        let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM jobs WHERE tenant_id = ");
+        let mut q = QueryBuilder::<Postgres>::new("SELECT * FROM jobs_read WHERE tenant_id = ");
         q.push_bind(tenant.as_str());
         if let Some(state) = filter.state {
             q.push(" AND state = ").push_bind(state.as_i16());

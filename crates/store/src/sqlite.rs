@@ -61,7 +61,7 @@ impl SqliteStore {
     }
 
     async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
-        sqlx::query_as::<_, SqliteJob>("SELECT * FROM jobs WHERE id = ? AND tenant_id = ?")
+        sqlx::query_as::<_, SqliteJob>("SELECT * FROM jobs_read WHERE id = ? AND tenant_id = ?")
             .bind(id.to_string())
             .bind(tenant.as_str())
             .fetch_optional(&self.pool)
@@ -530,7 +530,7 @@ impl QueueStore for SqliteStore {
     }
 
     async fn list(&self, tenant: &TenantId, filter: &JobFilter) -> Result<Vec<Job>> {
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM jobs WHERE tenant_id = ");
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM jobs_read WHERE tenant_id = ");
         q.push_bind(tenant.as_str());
         if let Some(state) = filter.state {
             q.push(" AND state = ").push_bind(state.as_i16());
