@@ -279,8 +279,8 @@ pub async fn claim_sets_lease_and_bumps_attempt(store: &dyn QueueStore) {
 
 /// Twenty claims at once (each for its own agent and lease) share the queue: no job goes to
 /// two of them, none gets more than it asked for, each job carries its own claimant's agent and
-/// lease, a concurrency key is honoured across them, and a claim after them finds exactly the
-/// jobs they left.
+/// lease, a concurrency key is honoured across them, a claim on another pool among them gets
+/// that pool's job, and a claim after them finds exactly the jobs they left.
 pub async fn concurrent_claims_share_the_queue(store: &dyn QueueStore) {
     let mut jobs: Vec<NewJob> = (0..50)
         .map(|_| new_job("t1", "build", Priority::Normal))
@@ -291,17 +291,25 @@ pub async fn concurrent_claims_share_the_queue(store: &dyn QueueStore) {
         keyed.concurrency_limit = 2;
         jobs.push(keyed);
     }
-    store.enqueue(jobs).await.unwrap();
-    let claims: Vec<ClaimRequest> = (0..20u64)
+    jobs.push(new_job("t1", "deploy", Priority::Low));
+    let deploy_id = store.enqueue(jobs).await.unwrap().pop().unwrap().id;
+    let mut claims: Vec<ClaimRequest> = (0..20u64)
         .map(|i| ClaimRequest {
             agent_id: format!("a{i}"),
             lease: Duration::from_secs(30 + i),
             ..claim_req("build", 3)
         })
         .collect();
+    // A claim on another pool among them gets that pool's job.
+    claims.insert(7, claim_req("deploy", 3));
     let answers = futures::future::join_all(claims.iter().map(|c| store.claim(None, c))).await;
     let mut seen = std::collections::HashSet::new();
     for (claim, jobs) in claims.iter().zip(answers) {
+        if claim.pool == "deploy" {
+            let ids: Vec<_> = jobs.expect("claim").iter().map(|j| j.id).collect();
+            assert_eq!(ids, [deploy_id]);
+            continue;
+        }
         let jobs = jobs.expect("claim");
         assert!(
             jobs.len() <= 3,

@@ -114,10 +114,18 @@ pub(crate) async fn claim_batch(pool: PgPool, batch: Vec<PendingClaim>) -> Vec<R
             .or_default()
             .push(i);
     }
+    let groups: Vec<_> = groups.into_iter().collect();
+    // Groups (pools) run side by side: one waiting on a running limit's lock delays no other.
+    let claimed =
+        futures::future::join_all(groups.iter().map(|((tenant, name, labels), members)| {
+            let claims: Vec<&ClaimRequest> = members.iter().map(|&i| &batch[i].req).collect();
+            let pool = &pool;
+            async move { claim_group(pool, *tenant, name, labels, &claims).await }
+        }))
+        .await;
     let mut answers: Vec<Option<Result<Vec<Job>>>> = batch.iter().map(|_| None).collect();
-    for ((tenant, name, labels), members) in groups {
-        let claims: Vec<&ClaimRequest> = members.iter().map(|&i| &batch[i].req).collect();
-        match claim_group(&pool, tenant, name, labels, &claims).await {
+    for ((_, members), claimed) in groups.into_iter().zip(claimed) {
+        match claimed {
             Ok(jobs) => {
                 for (i, jobs) in members.into_iter().zip(jobs) {
                     answers[i] = Some(jobs);
