@@ -523,7 +523,7 @@ pub async fn stale_attempts_conflict_and_change_nothing(store: &dyn QueueStore) 
 }
 
 /// Reaps until a pass handles something (leases of a few milliseconds), with a deadline.
-async fn wait_reaped(store: &dyn QueueStore) -> switchyard_types::ReapReport {
+pub(crate) async fn wait_reaped(store: &dyn QueueStore) -> switchyard_types::ReapReport {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let r = store.reap_expired(100, Duration::ZERO).await.unwrap();
