@@ -1,10 +1,14 @@
 //! The domain of Switchyard. [`queue::Queue`] validates requests, decides backoff, turns bus
 //! wake-ups into long-polling claims and runs the lease reaper; [`agents::Agents`] serves the
-//! agents' streams and the registry, and [`pools`] their pools and scaling signal; [`health`] answers readiness.
+//! agents' streams and the registry, and [`pools`] their pools and scaling signal;
+//! [`deployments::Deployments`] runs deployments and their guards ([`guard`] judges the gates);
+//! [`health`] answers readiness.
 //! It speaks only `switchyard-types`: no tonic, axum or sqlx type crosses this crate.
 
 pub mod agents;
+pub mod deployments;
 mod dispatch;
+pub mod guard;
 pub mod health;
 pub mod pools;
 pub mod queue;
@@ -12,6 +16,10 @@ pub mod tail;
 mod validate;
 
 pub use agents::{Agents, AgentsConfig, FromAgent, Hello, ToAgent};
+pub use deployments::{
+    CreateDeployment, Deployments, DeploymentsConfig, GuardChange, ListDeployments, Plan,
+    PutEnvironment,
+};
 pub use health::{Check, Readiness};
 pub use queue::{ClaimJobs, EnqueueJob, ListJobs, Queue, QueueConfig};
 pub use tail::TailEvent;

@@ -77,6 +77,8 @@ pub struct EnqueueJob {
     pub priority: Option<Priority>,
     /// Labels an agent must carry.
     pub labels: Labels,
+    /// Annotations (`service`, `version`, ...); they do not affect claims.
+    pub tags: Labels,
     /// Default 3, at most 100.
     pub max_attempts: Option<u32>,
     /// Per-attempt limit; default 3600 s, at most 7 days.
@@ -216,6 +218,7 @@ impl Queue {
         v.name("pool", &job.pool);
         v.name("kind", &job.kind);
         v.labels("labels", &job.labels);
+        v.labels("tags", &job.tags);
         let payload = if job.payload.is_null() {
             serde_json::Value::Object(Default::default())
         } else {
@@ -254,6 +257,7 @@ impl Queue {
             payload,
             priority: job.priority.unwrap_or_default(),
             labels: job.labels,
+            tags: job.tags,
             max_attempts,
             timeout: Duration::from_secs(timeout),
             run_at: job.run_at,
@@ -669,7 +673,8 @@ impl Queue {
         Readiness::probe(self.store.as_ref(), self.bus.as_ref()).await
     }
 
-    async fn wake(&self, pool: String) {
+    /// Announces that `pool` has due work, to every replica's claimers.
+    pub(crate) async fn wake(&self, pool: String) {
         if let Err(e) = self.bus.publish(Event::PoolReady { pool }).await {
             // Advisory: claimers re-check on an interval, so a lost wake-up costs latency only.
             tracing::debug!(error = %e, "wake-up not published");

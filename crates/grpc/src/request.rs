@@ -39,6 +39,7 @@ pub(crate) fn enqueue(req: pb::EnqueueRequest) -> Result<Vec<EnqueueJob>> {
                 },
                 priority: priority_from_pb(job.priority, &field("priority"))?,
                 labels: job.labels,
+                tags: job.tags,
                 max_attempts: job.max_attempts,
                 timeout_seconds: job.timeout_seconds,
                 run_at: opt_datetime(job.run_at.as_ref(), &field("run_at"))?,

@@ -54,6 +54,7 @@ pub fn new_job(tenant_name: &str, pool: &str, priority: Priority) -> NewJob {
         payload: serde_json::json!({ "cmd": "make" }),
         priority,
         labels: Labels::new(),
+        tags: Labels::new(),
         max_attempts: 3,
         timeout: Duration::from_secs(60),
         run_at: None,

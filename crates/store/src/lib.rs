@@ -18,6 +18,9 @@ pub mod agents;
 pub mod agents_conformance;
 mod batch;
 pub mod conformance;
+mod deployment_rows;
+pub mod deployments;
+pub mod deployments_conformance;
 mod error;
 pub mod identity;
 pub mod identity_conformance;
@@ -29,13 +32,16 @@ mod limits;
 pub mod postgres;
 mod postgres_agents;
 mod postgres_claim;
+mod postgres_deployments;
 mod postgres_identity;
 mod rows;
 pub mod sqlite;
 mod sqlite_agents;
+mod sqlite_deployments;
 mod sqlite_identity;
 
 pub use agents::{AgentStore, Beat, StreamBeat};
+pub use deployments::{DeploymentStore, Release};
 pub use identity::IdentityStore;
 
 /// How far the embedded migrations are applied.
@@ -196,6 +202,8 @@ pub struct Stores {
     pub identity: Arc<dyn IdentityStore>,
     /// The agent registry.
     pub agents: Arc<dyn AgentStore>,
+    /// Environments, deployments and their guards.
+    pub deployments: Arc<dyn DeploymentStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -214,14 +222,16 @@ pub async fn open(url: &str, migrate: bool) -> Result<Stores> {
         Ok(Stores {
             queue: store.clone(),
             identity: store.clone(),
-            agents: store,
+            agents: store.clone(),
+            deployments: store,
         })
     } else if url.starts_with("sqlite:") {
         let store = Arc::new(sqlite::SqliteStore::connect(url, migrate).await?);
         Ok(Stores {
             queue: store.clone(),
             identity: store.clone(),
-            agents: store,
+            agents: store.clone(),
+            deployments: store,
         })
     } else {
         Err(Error::invalid(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use switchyard_types::{
     ClaimRequest, Error, Job, JobFilter, JobId, LogAppend, LogChunk, NewJob, Outcome, Priority,
     QueueStats, ReapReport, Result, TenantId,
@@ -186,123 +186,134 @@ const BASE_TAG: &str = "
              WHERE pool = $1 AND priority = $2 AND tenant_id = $3),
             0))";
 
+/// Inserts jobs within the caller's transaction (see [`QueueStore::enqueue`]).
+pub(crate) async fn enqueue_in(tx: &mut PgConnection, jobs: &[NewJob]) -> Result<Vec<Job>> {
+    // Fair tags per (tenant, pool, priority) group, consecutive within the group.
+    let mut next_tag: HashMap<(&TenantId, &str, Priority), i64> = HashMap::new();
+    let mut tags = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let key = (&job.tenant, job.pool.as_str(), job.priority);
+        let tag = match next_tag.get_mut(&key) {
+            Some(t) => t,
+            None => {
+                let base: i64 = sqlx::query_scalar(BASE_TAG)
+                    .bind(&job.pool)
+                    .bind(job.priority.as_i16())
+                    .bind(job.tenant.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                next_tag.entry(key).or_insert(base)
+            }
+        };
+        tags.push(*tag);
+        *tag += 1;
+    }
+    for ((tenant, pool, priority), next) in &next_tag {
+        sqlx::query(
+            "INSERT INTO queue_fairness (pool, priority, tenant_id, last_tag)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (pool, priority, tenant_id)
+             DO UPDATE SET last_tag = GREATEST(queue_fairness.last_tag, EXCLUDED.last_tag)",
+        )
+        .bind(*pool)
+        .bind(priority.as_i16())
+        .bind(tenant.as_str())
+        .bind(next - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    }
+
+    let ids: Vec<Uuid> = jobs.iter().map(|_| JobId::new().0).collect();
+    let inserted: Vec<RawJob> = sqlx::query_as(
+        "INSERT INTO jobs (id, tenant_id, pool, kind, payload, priority, labels, state,
+                           max_attempts, attempt_limit, timeout_ms, run_at, fair_tag,
+                           idempotency_key, concurrency_key, concurrency_limit, tags)
+         SELECT id, tenant_id, pool, kind, payload, priority, labels, 0,
+                max_attempts, max_attempts, timeout_ms,
+                COALESCE(run_at, now() + delay_ms * interval '1 millisecond'), fair_tag,
+                idempotency_key, concurrency_key, concurrency_limit, tags
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
+                     $6::smallint[], $7::jsonb[], $8::int[], $9::bigint[],
+                     $10::timestamptz[], $11::bigint[], $12::bigint[], $13::text[],
+                     $14::text[], $15::int[], $16::jsonb[])
+              AS t(id, tenant_id, pool, kind, payload, priority, labels, max_attempts,
+                   timeout_ms, run_at, delay_ms, fair_tag, idempotency_key,
+                   concurrency_key, concurrency_limit, tags)
+         ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+         DO NOTHING
+         RETURNING *",
+    )
+    .bind(&ids)
+    .bind(jobs.iter().map(|j| j.tenant.as_str()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.pool.as_str()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.priority.as_i16()).collect::<Vec<_>>())
+    .bind(
+        jobs.iter()
+            .map(|j| serde_json::json!(j.labels))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| db_int(j.max_attempts))
+            .collect::<Vec<_>>(),
+    )
+    .bind(jobs.iter().map(|j| millis(j.timeout)).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
+    .bind(jobs.iter().map(|j| millis(j.delay)).collect::<Vec<_>>())
+    .bind(&tags)
+    .bind(
+        jobs.iter()
+            .map(|j| j.idempotency_key.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| j.concurrency_key.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| db_int(j.concurrency_limit))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        jobs.iter()
+            .map(|j| serde_json::json!(j.tags))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(from_sqlx)?;
+
+    let mut by_id: HashMap<Uuid, RawJob> = inserted.into_iter().map(|r| (r.id, r)).collect();
+    let mut out = Vec::with_capacity(jobs.len());
+    for (job, id) in jobs.iter().zip(&ids) {
+        let row = match by_id.remove(id) {
+            Some(row) => row,
+            // Not inserted: its idempotency key exists (maybe earlier in this batch).
+            None => {
+                sqlx::query_as("SELECT * FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2")
+                    .bind(job.tenant.as_str())
+                    .bind(job.idempotency_key.as_deref())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?
+            }
+        };
+        out.push(Job::try_from(row)?);
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl QueueStore for PgStore {
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Job>> {
         let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
-        // Fair tags per (tenant, pool, priority) group, consecutive within the group.
-        let mut next_tag: HashMap<(&TenantId, &str, Priority), i64> = HashMap::new();
-        let mut tags = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            let key = (&job.tenant, job.pool.as_str(), job.priority);
-            let tag = match next_tag.get_mut(&key) {
-                Some(t) => t,
-                None => {
-                    let base: i64 = sqlx::query_scalar(BASE_TAG)
-                        .bind(&job.pool)
-                        .bind(job.priority.as_i16())
-                        .bind(job.tenant.as_str())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(from_sqlx)?;
-                    next_tag.entry(key).or_insert(base)
-                }
-            };
-            tags.push(*tag);
-            *tag += 1;
-        }
-        for ((tenant, pool, priority), next) in &next_tag {
-            sqlx::query(
-                "INSERT INTO queue_fairness (pool, priority, tenant_id, last_tag)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (pool, priority, tenant_id)
-                 DO UPDATE SET last_tag = GREATEST(queue_fairness.last_tag, EXCLUDED.last_tag)",
-            )
-            .bind(*pool)
-            .bind(priority.as_i16())
-            .bind(tenant.as_str())
-            .bind(next - 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        }
-
-        let ids: Vec<Uuid> = jobs.iter().map(|_| JobId::new().0).collect();
-        let inserted: Vec<RawJob> = sqlx::query_as(
-            "INSERT INTO jobs (id, tenant_id, pool, kind, payload, priority, labels, state,
-                               max_attempts, attempt_limit, timeout_ms, run_at, fair_tag,
-                               idempotency_key, concurrency_key, concurrency_limit)
-             SELECT id, tenant_id, pool, kind, payload, priority, labels, 0,
-                    max_attempts, max_attempts, timeout_ms,
-                    COALESCE(run_at, now() + delay_ms * interval '1 millisecond'), fair_tag,
-                    idempotency_key, concurrency_key, concurrency_limit
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
-                         $6::smallint[], $7::jsonb[], $8::int[], $9::bigint[],
-                         $10::timestamptz[], $11::bigint[], $12::bigint[], $13::text[],
-                         $14::text[], $15::int[])
-                  AS t(id, tenant_id, pool, kind, payload, priority, labels, max_attempts,
-                       timeout_ms, run_at, delay_ms, fair_tag, idempotency_key,
-                       concurrency_key, concurrency_limit)
-             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-             DO NOTHING
-             RETURNING *",
-        )
-        .bind(&ids)
-        .bind(jobs.iter().map(|j| j.tenant.as_str()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.pool.as_str()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.kind.as_str()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.payload.clone()).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.priority.as_i16()).collect::<Vec<_>>())
-        .bind(
-            jobs.iter()
-                .map(|j| serde_json::json!(j.labels))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            jobs.iter()
-                .map(|j| db_int(j.max_attempts))
-                .collect::<Vec<_>>(),
-        )
-        .bind(jobs.iter().map(|j| millis(j.timeout)).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| j.run_at).collect::<Vec<_>>())
-        .bind(jobs.iter().map(|j| millis(j.delay)).collect::<Vec<_>>())
-        .bind(&tags)
-        .bind(
-            jobs.iter()
-                .map(|j| j.idempotency_key.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            jobs.iter()
-                .map(|j| j.concurrency_key.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            jobs.iter()
-                .map(|j| db_int(j.concurrency_limit))
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(from_sqlx)?;
-
-        let mut by_id: HashMap<Uuid, RawJob> = inserted.into_iter().map(|r| (r.id, r)).collect();
-        let mut out = Vec::with_capacity(jobs.len());
-        for (job, id) in jobs.iter().zip(&ids) {
-            let row = match by_id.remove(id) {
-                Some(row) => row,
-                // Not inserted: its idempotency key exists (maybe earlier in this batch).
-                None => sqlx::query_as(
-                    "SELECT * FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2",
-                )
-                .bind(job.tenant.as_str())
-                .bind(job.idempotency_key.as_deref())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(from_sqlx)?,
-            };
-            out.push(Job::try_from(row)?);
-        }
+        let out = enqueue_in(&mut tx, &jobs).await?;
         tx.commit().await.map_err(from_sqlx)?;
         Ok(out)
     }

@@ -20,6 +20,7 @@ pub(crate) struct RawJob {
     pub payload: serde_json::Value,
     pub priority: i16,
     pub labels: serde_json::Value,
+    pub tags: serde_json::Value,
     pub state: i16,
     pub attempt: i32,
     pub max_attempts: i32,
@@ -61,6 +62,7 @@ impl TryFrom<RawJob> for Job {
         let corrupt = |what: &str| Error::internal(format!("corrupt {what} in job {}", r.id));
         let labels: Labels =
             serde_json::from_value(r.labels.clone()).map_err(|_| corrupt("labels"))?;
+        let tags: Labels = serde_json::from_value(r.tags.clone()).map_err(|_| corrupt("tags"))?;
         let failures: Vec<JobFailure> =
             serde_json::from_value(r.failures.clone()).map_err(|_| corrupt("failures"))?;
         Ok(Job {
@@ -78,6 +80,7 @@ impl TryFrom<RawJob> for Job {
             kind: r.kind,
             payload: r.payload,
             labels,
+            tags,
             run_at: r.run_at,
             idempotency_key: r.idempotency_key,
             concurrency_key: r.concurrency_key,

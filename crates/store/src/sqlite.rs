@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use switchyard_types::{
     ClaimRequest, Error, Job, JobFilter, JobId, JobState, LogAppend, LogChunk, NewJob, Outcome,
     Priority, QueueStats, ReapReport, Result, TenantId,
@@ -111,6 +111,7 @@ struct SqliteJob {
     payload: String,
     priority: i64,
     labels: String,
+    tags: String,
     state: i64,
     attempt: i64,
     max_attempts: i64,
@@ -149,6 +150,7 @@ impl TryFrom<SqliteJob> for RawJob {
             seq: r.seq,
             payload: json(&r.payload, "payload")?,
             labels: json(&r.labels, "labels")?,
+            tags: json(&r.tags, "tags")?,
             failures: json(&r.failures, "failures")?,
             result: r.result.as_deref().map(|s| json(s, "result")).transpose()?,
             priority: i16::try_from(r.priority).map_err(|_| corrupt("priority"))?,
@@ -204,90 +206,97 @@ const LABELS_CARRIED: &str = "NOT EXISTS (SELECT 1 FROM json_each(j.labels) lbl
     WHERE json_extract(?5, '$.\"' || lbl.key || '\"') IS NOT lbl.value)";
 const UNDER_LIMITS: &str = under_limits!();
 
+/// Inserts jobs within the caller's transaction (see [`QueueStore::enqueue`]).
+pub(crate) async fn enqueue_in(tx: &mut SqliteConnection, jobs: &[NewJob]) -> Result<Vec<Job>> {
+    let now = now_ms();
+    let mut next_tag: HashMap<(&TenantId, &str, Priority), i64> = HashMap::new();
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let key = (&job.tenant, job.pool.as_str(), job.priority);
+        let tag = match next_tag.get_mut(&key) {
+            Some(t) => t,
+            None => {
+                let base: i64 = sqlx::query_scalar(BASE_TAG)
+                    .bind(&job.pool)
+                    .bind(job.priority.as_i16())
+                    .bind(job.tenant.as_str())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                next_tag.entry(key).or_insert(base)
+            }
+        };
+        let run_at = job
+            .run_at
+            .map_or(now + millis(job.delay), |t| t.timestamp_millis());
+        let inserted: Option<SqliteJob> = sqlx::query_as(
+            "INSERT INTO jobs (id, tenant_id, pool, kind, payload, priority, labels, tags,
+                               state, max_attempts, attempt_limit, timeout_ms, run_at,
+                               fair_tag, idempotency_key, concurrency_key,
+                               concurrency_limit, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT DO NOTHING
+             RETURNING *",
+        )
+        .bind(JobId::new().to_string())
+        .bind(job.tenant.as_str())
+        .bind(&job.pool)
+        .bind(&job.kind)
+        .bind(to_json(&job.payload))
+        .bind(job.priority.as_i16())
+        .bind(to_json(&job.labels))
+        .bind(to_json(&job.tags))
+        .bind(db_int(job.max_attempts))
+        .bind(db_int(job.max_attempts))
+        .bind(millis(job.timeout))
+        .bind(run_at)
+        .bind(*tag)
+        .bind(job.idempotency_key.as_deref())
+        .bind(job.concurrency_key.as_deref())
+        .bind(db_int(job.concurrency_limit))
+        .bind(now)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        let row = match inserted {
+            Some(row) => {
+                *tag += 1;
+                row
+            }
+            None => {
+                sqlx::query_as("SELECT * FROM jobs WHERE tenant_id = ? AND idempotency_key = ?")
+                    .bind(job.tenant.as_str())
+                    .bind(job.idempotency_key.as_deref())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?
+            }
+        };
+        out.push(Job::try_from(RawJob::try_from(row)?)?);
+    }
+    for ((tenant, pool, priority), next) in &next_tag {
+        sqlx::query(
+            "INSERT INTO queue_fairness (pool, priority, tenant_id, last_tag) VALUES (?, ?, ?, ?)
+             ON CONFLICT (pool, priority, tenant_id)
+             DO UPDATE SET last_tag = max(last_tag, excluded.last_tag)",
+        )
+        .bind(*pool)
+        .bind(priority.as_i16())
+        .bind(tenant.as_str())
+        .bind(next - 1)
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl QueueStore for SqliteStore {
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Job>> {
-        let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
-        let mut next_tag: HashMap<(&TenantId, &str, Priority), i64> = HashMap::new();
-        let mut out = Vec::with_capacity(jobs.len());
-        for job in &jobs {
-            let key = (&job.tenant, job.pool.as_str(), job.priority);
-            let tag = match next_tag.get_mut(&key) {
-                Some(t) => t,
-                None => {
-                    let base: i64 = sqlx::query_scalar(BASE_TAG)
-                        .bind(&job.pool)
-                        .bind(job.priority.as_i16())
-                        .bind(job.tenant.as_str())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(from_sqlx)?;
-                    next_tag.entry(key).or_insert(base)
-                }
-            };
-            let run_at = job
-                .run_at
-                .map_or(now + millis(job.delay), |t| t.timestamp_millis());
-            let inserted: Option<SqliteJob> = sqlx::query_as(
-                "INSERT INTO jobs (id, tenant_id, pool, kind, payload, priority, labels, state,
-                                   max_attempts, attempt_limit, timeout_ms, run_at, fair_tag,
-                                   idempotency_key, concurrency_key, concurrency_limit,
-                                   created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                 ON CONFLICT DO NOTHING
-                 RETURNING *",
-            )
-            .bind(JobId::new().to_string())
-            .bind(job.tenant.as_str())
-            .bind(&job.pool)
-            .bind(&job.kind)
-            .bind(to_json(&job.payload))
-            .bind(job.priority.as_i16())
-            .bind(to_json(&job.labels))
-            .bind(db_int(job.max_attempts))
-            .bind(db_int(job.max_attempts))
-            .bind(millis(job.timeout))
-            .bind(run_at)
-            .bind(*tag)
-            .bind(job.idempotency_key.as_deref())
-            .bind(job.concurrency_key.as_deref())
-            .bind(db_int(job.concurrency_limit))
-            .bind(now)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-            let row = match inserted {
-                Some(row) => {
-                    *tag += 1;
-                    row
-                }
-                None => {
-                    sqlx::query_as("SELECT * FROM jobs WHERE tenant_id = ? AND idempotency_key = ?")
-                        .bind(job.tenant.as_str())
-                        .bind(job.idempotency_key.as_deref())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(from_sqlx)?
-                }
-            };
-            out.push(Job::try_from(RawJob::try_from(row)?)?);
-        }
-        for ((tenant, pool, priority), next) in &next_tag {
-            sqlx::query(
-                "INSERT INTO queue_fairness (pool, priority, tenant_id, last_tag) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (pool, priority, tenant_id)
-                 DO UPDATE SET last_tag = max(last_tag, excluded.last_tag)",
-            )
-            .bind(*pool)
-            .bind(priority.as_i16())
-            .bind(tenant.as_str())
-            .bind(next - 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        }
+        let out = enqueue_in(&mut tx, &jobs).await?;
         tx.commit().await.map_err(from_sqlx)?;
         Ok(out)
     }

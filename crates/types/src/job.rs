@@ -213,6 +213,9 @@ pub struct NewJob {
     pub priority: Priority,
     /// Labels an agent must carry (all of them, equal values) to claim it.
     pub labels: Labels,
+    /// Annotations that do not affect claims: `service` and `version` tie the job to a
+    /// deployment's guard.
+    pub tags: Labels,
     /// How many attempts before it is dead-lettered.
     pub max_attempts: u32,
     /// How long one attempt may run, enforced by the agent.
@@ -257,6 +260,8 @@ pub struct Job {
     pub priority: Priority,
     /// Required agent labels.
     pub labels: Labels,
+    /// Annotations (see [`NewJob::tags`]).
+    pub tags: Labels,
     /// Current state.
     pub state: JobState,
     /// Attempts so far; the fencing token of the current one. Only ever grows.

@@ -8,12 +8,18 @@ mod job;
 mod principal;
 mod validate;
 
-// After `job`, whose `upper_enum!` it uses.
+// After `job`, whose `upper_enum!` they use.
 mod agent;
+mod deployment;
 
 pub use agent::{
     Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken,
     Pool, PoolScale, PoolSettings, RegistrationToken, RegistrationTokenId, SpiffeId, is_pool_name,
+};
+pub use deployment::{
+    Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState, Environment,
+    Evaluation, GateResult, GuardSettings, NewDeployment, NewEnvironment, ProbeResult, Signal,
+    Stage, StepKind, Summary, Transition, Verdict, VersionFigures, is_service_name, is_version,
 };
 pub use error::{Error, ErrorKind, FieldViolation, Result};
 pub use identity::{

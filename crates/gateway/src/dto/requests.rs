@@ -35,6 +35,11 @@ pub struct JobSpec {
     #[serde(default)]
     #[schema(value_type = LabelsSchema)]
     pub labels: Labels,
+    /// Annotations that do not affect claims; `service` and `version` tie the job to a
+    /// guarded deployment.
+    #[serde(default)]
+    #[schema(value_type = LabelsSchema)]
+    pub tags: Labels,
     /// Attempts before the dead letter: 1-100, default 3.
     pub max_attempts: Option<u32>,
     /// Per-attempt run limit in seconds: 1-604800, default 3600.
@@ -60,6 +65,7 @@ impl From<JobSpec> for EnqueueJob {
             payload: s.payload,
             priority: s.priority,
             labels: s.labels,
+            tags: s.tags,
             max_attempts: s.max_attempts,
             timeout_seconds: s.timeout_seconds,
             run_at: s.run_at,

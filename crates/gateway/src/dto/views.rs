@@ -30,6 +30,9 @@ pub struct JobView {
     /// Required agent labels.
     #[schema(value_type = LabelsSchema)]
     pub labels: Labels,
+    /// Annotations given at enqueue.
+    #[schema(value_type = LabelsSchema)]
+    pub tags: Labels,
     /// Where the job is in its life.
     #[schema(value_type = JobStateSchema)]
     pub state: JobState,
@@ -84,6 +87,7 @@ impl From<Job> for JobView {
             payload: j.payload,
             priority: j.priority,
             labels: j.labels,
+            tags: j.tags,
             state: j.state,
             attempt: j.attempt,
             max_attempts: j.max_attempts,
