@@ -144,6 +144,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 agents: args.agents.config().map_err(Failure::Config)?,
                 builtin_agent: Some(args.data_dir.clone()),
                 tls: tls::dev(&args.data_dir)?,
+                demo_environments: true,
             };
             tracing::info!(dashboard = %format!("http://{}", args.http_addr), "switchyard dev");
             Ok(server::run(plan).await?)
@@ -169,6 +170,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 agents: args.agents.config().map_err(Failure::Config)?,
                 builtin_agent: None,
                 tls: tls::serve(&args.tls)?,
+                demo_environments: false,
             };
             Ok(server::run(plan).await?)
         }

@@ -11,7 +11,9 @@ use switchyard_auth::Enrollments;
 use switchyard_bus::local::LocalBus;
 use switchyard_bus::redis::RedisBus;
 use switchyard_bus::{Bus, Counters};
-use switchyard_core::{Agents, AgentsConfig, Queue, QueueConfig};
+use switchyard_core::{
+    Agents, AgentsConfig, Deployments, DeploymentsConfig, PutEnvironment, Queue, QueueConfig,
+};
 use switchyard_gateway::{AppState, BuildInfo};
 use switchyard_telemetry::mask_url;
 use tokio::net::TcpListener;
@@ -41,6 +43,9 @@ pub struct Plan {
     pub builtin_agent: Option<std::path::PathBuf>,
     /// TLS on the gRPC port and the agents' CA.
     pub tls: TlsPlan,
+    /// Create the `staging` and `production` environments of `switchyard dev` (pool `local`,
+    /// a harmless demo command) where they are missing.
+    pub demo_environments: bool,
 }
 
 /// The version, commit and build time stamped by `build.rs`.
@@ -83,6 +88,14 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         agents = agents.with_signer(signer);
     }
     let enrollments = Enrollments::new(stores.agents, plan.tls.signer.clone());
+    let deployments = Deployments::new(
+        stores.deployments,
+        queue.clone(),
+        DeploymentsConfig::default(),
+    );
+    if plan.demo_environments {
+        demo_environments(&deployments).await?;
+    }
     // One lease plus the agents' longest reconnect pause: every live agent is back before it ends.
     let grace = plan.agents.lease + switchyard_agent::RECONNECT_BACKOFF_MAX;
     let renewed = queue.grant_restart_grace(grace).await?;
@@ -118,6 +131,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     )
     .await?
     .with_agents(agents.clone(), enrollments.clone())
+    .await
+    .with_deployments(deployments.clone())
     .await;
     if let Some(tls) = plan.tls.tls.clone() {
         grpc = grpc.with_tls(tls);
@@ -126,6 +141,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let state = AppState::new(queue.clone(), build_info())
         .with_identity(auth.identity.clone(), auth.gate.clone())
         .with_agents(agents.clone(), enrollments)
+        .with_deployments(deployments.clone())
         .with_cors(cors);
     let router = switchyard_gateway::router(state);
     let http_task = tokio::spawn(
@@ -139,6 +155,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let reaper = {
         let (queue, shutdown) = (queue.clone(), shutdown.clone());
         tokio::spawn(async move { queue.run_reaper(shutdown).await })
+    };
+    let driver = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { deployments.run(shutdown).await })
     };
     if let Some(quota) = auth.quota.clone() {
         tokio::spawn(quota.run_flusher(shutdown.clone()));
@@ -181,7 +201,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     queue.close();
     shutdown.cancel();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        let (g, h, _) = tokio::join!(grpc_task, http_task, reaper);
+        let (g, h, _, _) = tokio::join!(grpc_task, http_task, reaper, driver);
         g.context("gRPC task")?.context("gRPC server")?;
         h.context("HTTP task")?.context("HTTP server")?;
         anyhow::Ok(())
@@ -194,6 +214,29 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The environments of `switchyard dev`, where missing: `staging` and `production` on pool
+/// `local` (the built-in agent's), with a command that only says what it would deploy.
+async fn demo_environments(deployments: &Deployments) -> anyhow::Result<()> {
+    let dev = switchyard_types::Principal::dev();
+    let existing = deployments.environments(&dev).await?;
+    for name in ["staging", "production"] {
+        if existing.iter().any(|e| e.name == name) {
+            continue;
+        }
+        let env = PutEnvironment {
+            name: name.to_owned(),
+            pool: "local".to_owned(),
+            deploy_command:
+                "echo \"deploying {{service}} {{version}} to {{environment}}\" && sleep 1"
+                    .to_owned(),
+            health_url: None,
+            secrets: Vec::new(),
+        };
+        deployments.put_environment(&dev, env).await?;
+    }
+    Ok(())
 }
 
 /// One machine-readable line on stdout, so scripts and tests learn the bound ports.

@@ -34,6 +34,17 @@ impl Agent {
     /// Starts agent `name` in pool `build` against `servers`, authenticating with `token`,
     /// with `dir` as its working directory and `dir/secrets.json` as its secrets file.
     pub(crate) fn start(name: &str, servers: &[&Server], token: &str, dir: &Path) -> Agent {
+        Self::start_in("build", name, servers, token, dir)
+    }
+
+    /// [`Agent::start`] in `pool`.
+    pub(crate) fn start_in(
+        pool: &str,
+        name: &str,
+        servers: &[&Server],
+        token: &str,
+        dir: &Path,
+    ) -> Agent {
         let servers: Vec<String> = servers
             .iter()
             .map(|s| format!("http://{}", s.grpc))
@@ -43,7 +54,7 @@ impl Agent {
             .env("SWITCHYARD_SERVERS", servers.join(","))
             .env("SWITCHYARD_TOKEN", token)
             .env("SWITCHYARD_AGENT_NAME", name)
-            .env("SWITCHYARD_POOL", "build")
+            .env("SWITCHYARD_POOL", pool)
             .env("SWITCHYARD_WORKDIR", dir)
             .env("SWITCHYARD_SECRETS_FILE", dir.join("secrets.json"))
             .env("SWITCHYARD_SHUTDOWN_GRACE_SECONDS", "2")

@@ -7,6 +7,7 @@ mod agents_mtls;
 mod auth;
 mod cli;
 mod config;
+mod deployments;
 mod grpc;
 mod log_tail;
 mod promises;

@@ -40,7 +40,10 @@ const fn rule(access: Access, http: &'static [&'static str], rpc: &'static [&'st
 }
 
 use Access::{Agent, Public, Scope as S};
-use Scope::{Admin, AgentsAdmin, AgentsRead, JobsRead, JobsWrite};
+use Scope::{
+    Admin, AgentsAdmin, AgentsRead, DeploymentsPromote, DeploymentsRead, DeploymentsWrite,
+    JobsRead, JobsWrite,
+};
 
 /// The table. Order does not matter; every route and method appears once.
 pub static RULES: &[Rule] = &[
@@ -158,6 +161,53 @@ pub static RULES: &[Rule] = &[
             "AgentService/CreateRegistrationToken",
             "AgentService/ListRegistrationTokens",
             "AgentService/RevokeRegistrationToken",
+        ],
+    ),
+    // Deployments: reading, creating and staging, and the production levers.
+    rule(
+        S(DeploymentsRead),
+        &[
+            "GET /dashboard/summary",
+            "GET /dashboard/environments",
+            "GET /dashboard/deployments",
+            "GET /dashboard/deployments/{id}",
+            "GET /dashboard/deployments/{id}/events",
+            "GET /dashboard/deployments/{id}/evaluations",
+            "GET /dashboard/deployments/service/{name}",
+        ],
+        &[
+            "DeploymentService/ListEnvironments",
+            "DeploymentService/GetDeployment",
+            "DeploymentService/ListDeployments",
+            "DeploymentService/ListEvaluations",
+            "DeploymentService/WatchDeployments",
+            "DeploymentService/GetSummary",
+        ],
+    ),
+    rule(
+        S(DeploymentsWrite),
+        &[
+            "POST /dashboard/environments",
+            "POST /dashboard/deployments",
+            "POST /dashboard/deployments/{id}/staging",
+            "POST /dashboard/signals",
+        ],
+        &[
+            "DeploymentService/PutEnvironment",
+            "DeploymentService/CreateDeployment",
+            "DeploymentService/StageDeployment",
+            "DeploymentService/ReportSignal",
+        ],
+    ),
+    rule(
+        S(DeploymentsPromote),
+        &[
+            "POST /dashboard/deployments/{id}/production",
+            "POST /dashboard/deployments/{id}/rollback",
+        ],
+        &[
+            "DeploymentService/PromoteDeployment",
+            "DeploymentService/RollbackDeployment",
         ],
     ),
     // Installation-wide levers and identities.

@@ -4,6 +4,7 @@
 //!   [`Principal`], converts, calls [`Queue`] and converts back.
 //! * [`AuthGrpc`]: `switchyard.v1.AuthService` (sessions, API keys, administration).
 //! * [`AgentGrpc`]: `switchyard.v1.AgentService` (the agents' `Connect` stream, the registry).
+//! * [`DeploymentGrpc`]: `switchyard.v1.DeploymentService` (environments, guarded deployments).
 //! * [`to_status`]: the one `ErrorKind` -> gRPC code map, with `google.rpc` error details.
 //! * [`GrpcApi`]: everything the gRPC port serves behind the one auth layer of
 //!   `switchyard-auth` (shared with REST): the services, `grpc.health.v1` and server reflection
@@ -21,6 +22,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod deployment;
 pub mod error;
 pub mod queue;
 mod request;
@@ -33,9 +35,10 @@ use std::sync::Arc;
 
 use switchyard_auth::layer::{AuthLayer, Edge, Gate, Reject};
 use switchyard_auth::{Enrollments, Identity};
-use switchyard_core::{Agents, Queue};
+use switchyard_core::{Agents, Deployments, Queue};
 use switchyard_proto::v1::agent_service_server::AgentServiceServer;
 use switchyard_proto::v1::auth_service_server::AuthServiceServer;
+use switchyard_proto::v1::deployment_service_server::DeploymentServiceServer;
 use switchyard_proto::v1::queue_service_server::QueueServiceServer;
 use switchyard_types::Principal;
 use tokio::net::TcpListener;
@@ -47,6 +50,7 @@ use tonic_health::server::HealthReporter;
 
 pub use agent::AgentGrpc;
 pub use auth::AuthGrpc;
+pub use deployment::DeploymentGrpc;
 pub use error::to_status;
 pub use queue::QueueGrpc;
 pub use transport::Tls;
@@ -56,6 +60,10 @@ pub const AUTH_SERVICE: &str = <AuthServiceServer<AuthGrpc> as NamedService>::NA
 
 /// The fully qualified name of the agent service.
 pub const AGENT_SERVICE: &str = <AgentServiceServer<AgentGrpc> as NamedService>::NAME;
+
+/// The fully qualified name of the deployment service.
+pub const DEPLOYMENT_SERVICE: &str =
+    <DeploymentServiceServer<DeploymentGrpc> as NamedService>::NAME;
 
 /// The fully qualified name of the queue service, as health checks and reflection know it.
 pub const QUEUE_SERVICE: &str = <QueueServiceServer<QueueGrpc> as NamedService>::NAME;
@@ -165,6 +173,19 @@ impl GrpcApi {
         self.services.push(AGENT_SERVICE);
         self.health
             .set_service_status(AGENT_SERVICE, ServingStatus::Serving)
+            .await;
+        self
+    }
+
+    /// Adds `DeploymentService` over `deployments` (reported `SERVING`).
+    pub async fn with_deployments(mut self, deployments: Deployments) -> Self {
+        self.routes = self.routes.add_service(
+            DeploymentServiceServer::new(DeploymentGrpc::new(deployments))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        );
+        self.services.push(DEPLOYMENT_SERVICE);
+        self.health
+            .set_service_status(DEPLOYMENT_SERVICE, ServingStatus::Serving)
             .await;
         self
     }

@@ -90,7 +90,7 @@ pub struct EnqueueBatch {
 #[serde(untagged)]
 pub enum EnqueueRequest {
     /// One job; the response's `data` is the job.
-    One(JobSpec),
+    One(Box<JobSpec>),
     /// A batch; the response's `data` is an array.
     Batch(EnqueueBatch),
 }
@@ -102,14 +102,14 @@ impl EnqueueRequest {
         if body.get("jobs").is_some() {
             decode_value(body).map(EnqueueRequest::Batch)
         } else {
-            decode_value(body).map(EnqueueRequest::One)
+            decode_value(body).map(|job| EnqueueRequest::One(Box::new(job)))
         }
     }
 
     /// The jobs for `Queue::enqueue`, and whether the client sent a batch.
     pub fn into_jobs(self) -> (Vec<EnqueueJob>, bool) {
         match self {
-            EnqueueRequest::One(job) => (vec![job.into()], false),
+            EnqueueRequest::One(job) => (vec![(*job).into()], false),
             EnqueueRequest::Batch(batch) => {
                 (batch.jobs.into_iter().map(Into::into).collect(), true)
             }

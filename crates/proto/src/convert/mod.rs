@@ -11,11 +11,13 @@
 //! * JSON: `google.protobuf.Value` carries any JSON value ([`json`]).
 
 mod agent;
+mod deployment;
 mod identity;
 pub mod json;
 mod messages;
 
 pub use agent::agent_status_from_pb;
+pub use deployment::{deployment_state_from_pb, verdict_from_pb};
 pub use json::{json_object_to_struct, json_to_value, struct_to_json, value_to_json};
 pub use messages::outcome_from_pb;
 
