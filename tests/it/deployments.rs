@@ -12,6 +12,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+
 use serde_json::json;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::deployment_service_client::DeploymentServiceClient;
@@ -32,6 +35,12 @@ async fn setup(db: Db) -> (Server, Agent, std::path::PathBuf, Client) {
     let s = Server::start(db, &[]).await;
     let dir = workdir();
     let agent = Agent::start_in(POOL, "it-deployer", &[&s], &agent_key(&s).await, &dir);
+    let client = environments(&s, None).await;
+    (s, agent, dir, client)
+}
+
+/// A client of `s`, after creating the test environments (production probed at `health_url`).
+async fn environments(s: &Server, health_url: Option<String>) -> Client {
     let mut client = DeploymentServiceClient::new(s.grpc_admin().await);
     for name in ["staging", "production"] {
         let env = pb::Environment {
@@ -39,6 +48,7 @@ async fn setup(db: Db) -> (Server, Agent, std::path::PathBuf, Client) {
             pool: POOL.to_owned(),
             deploy_command:
                 "echo \"{{environment}} {{service}} $SWITCHYARD_VERSION\" >> deploys.log".to_owned(),
+            health_url: health_url.clone().filter(|_| name == "production"),
             ..Default::default()
         };
         client
@@ -48,7 +58,7 @@ async fn setup(db: Db) -> (Server, Agent, std::path::PathBuf, Client) {
             .await
             .expect("put environment");
     }
-    (s, agent, dir, client)
+    client
 }
 
 /// A short guard: a `window`-second window evaluated every second over a 60 s lookback, judging
@@ -459,4 +469,198 @@ async fn bad_requests_are_refused_with_the_field_named() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+}
+
+/// The state changes of deployment `id` into `state`.
+async fn entered(c: &mut Client, id: &str, state: pb::DeploymentState) -> usize {
+    let mut watch = c
+        .watch_deployments(pb::WatchDeploymentsRequest {
+            deployment_id: id.to_owned(),
+            after_seq: 0,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut n = 0;
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("a finished deployment's watch ends")
+        .expect("watch message")
+    {
+        let event = msg.event.unwrap();
+        n += usize::from(event.kind == "state_changed" && event.state == state as i32);
+    }
+    n
+}
+
+#[tokio::test]
+async fn jobs_slower_than_the_previous_versions_roll_back_on_the_latency_gate() {
+    let (s, _agent, dir, mut c) = setup(Db::Postgres).await;
+    let first = deploy(&mut c, "ledger", "1.0.0", guard(1, 0)).await;
+    wait_state(
+        &mut c,
+        &first,
+        pb::DeploymentState::Succeeded,
+        Duration::from_secs(20),
+    )
+    .await;
+    // The baseline: the previous version's jobs take about 0.2 s.
+    tagged_jobs(&s, "ledger", "1.0.0", "sleep 0.2", 4).await;
+
+    let second = deploy(&mut c, "ledger", "2.0.0", guard(600, 4)).await;
+    tagged_jobs(&s, "ledger", "2.0.0", "sleep 0.7", 4).await;
+    let d = wait_state(
+        &mut c,
+        &second,
+        pb::DeploymentState::RolledBack,
+        Duration::from_secs(30),
+    )
+    .await;
+    let reason = d.reason.unwrap();
+    assert!(reason.contains("latency"), "{reason}");
+    assert!(
+        !reason.contains("failure_rate"),
+        "only the latency gate failed: {reason}"
+    );
+    assert_eq!(
+        deploys(&dir).last().map(String::as_str),
+        Some("production ledger 1.0.0")
+    );
+    let evals = evaluations(&mut c, &second).await;
+    let failed = evals
+        .iter()
+        .find(|e| e.verdict == pb::Verdict::Fail as i32)
+        .unwrap();
+    let latency = failed.gates.iter().find(|g| g.gate == "latency").unwrap();
+    assert_eq!(latency.verdict, pb::Verdict::Fail as i32);
+    assert!(latency.value.unwrap() > 1.1, "{latency:?}");
+}
+
+/// A health endpoint on loopback answering the status in `status`.
+async fn health_endpoint(status: Arc<AtomicU16>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/health",
+        axum::routing::get(move || {
+            let status = status.load(Ordering::SeqCst);
+            async move { axum::http::StatusCode::from_u16(status).unwrap() }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/health")
+}
+
+#[tokio::test]
+async fn a_health_probe_failing_for_over_30_s_rolls_back() {
+    let status = Arc::new(AtomicU16::new(200));
+    let url = health_endpoint(status.clone()).await;
+    let s = Server::start(Db::Postgres, &[]).await;
+    let dir = workdir();
+    let _agent = Agent::start_in(POOL, "it-prober", &[&s], &agent_key(&s).await, &dir);
+    let mut c = environments(&s, Some(url)).await;
+    let probed = pb::GuardSettings {
+        probe_interval_seconds: 2,
+        ..guard(1, 0)
+    };
+    let first = deploy(&mut c, "gateway", "1.0.0", probed).await;
+    let d = wait_state(
+        &mut c,
+        &first,
+        pb::DeploymentState::Succeeded,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(d.reason.is_none());
+
+    let second = deploy(
+        &mut c,
+        "gateway",
+        "2.0.0",
+        pb::GuardSettings {
+            window_seconds: 600,
+            ..probed
+        },
+    )
+    .await;
+    status.store(500, Ordering::SeqCst);
+    let broke = Instant::now();
+    let d = wait_state(
+        &mut c,
+        &second,
+        pb::DeploymentState::RolledBack,
+        Duration::from_secs(60),
+    )
+    .await;
+    let after = broke.elapsed();
+    assert!(
+        after >= Duration::from_secs(30),
+        "rolled back after only {after:?}"
+    );
+    let reason = d.reason.unwrap();
+    assert!(reason.contains("health: probe failing for"), "{reason}");
+    assert_eq!(
+        deploys(&dir).last().map(String::as_str),
+        Some("production gateway 1.0.0")
+    );
+}
+
+#[tokio::test]
+async fn a_replica_killed_during_the_guard_leaves_the_other_to_roll_back_exactly_once() {
+    let url = Db::Postgres.fresh_url().await;
+    let a = Server::start_on(&url, &[]).await;
+    let b = Server::start_on(&url, &[]).await;
+    let dir = workdir();
+    let _agent = Agent::start_in(POOL, "it-two-replicas", &[&b], &agent_key(&a).await, &dir);
+    let mut c = environments(&b, None).await;
+    let first = deploy(&mut c, "orders", "1.0.0", guard(1, 0)).await;
+    wait_state(
+        &mut c,
+        &first,
+        pb::DeploymentState::Succeeded,
+        Duration::from_secs(20),
+    )
+    .await;
+    let second = deploy(&mut c, "orders", "2.0.0", guard(600, 4)).await;
+    // Both replicas guard it for a while (each interval evaluated once), then A dies.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while evaluations(&mut c, &second).await.len() < 3 {
+        assert!(Instant::now() < deadline, "no evaluations");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    a.kill9();
+    tagged_jobs(&b, "orders", "2.0.0", "exit 1", 4).await;
+    wait_state(
+        &mut c,
+        &second,
+        pb::DeploymentState::RolledBack,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        entered(&mut c, &second, pb::DeploymentState::RollingBack).await,
+        1
+    );
+    let rollbacks = deploys(&dir)
+        .iter()
+        .filter(|l| *l == "production orders 1.0.0")
+        .count();
+    assert_eq!(
+        rollbacks,
+        2,
+        "the first deploy and one rollback: {:?}",
+        deploys(&dir)
+    );
+    let evals = evaluations(&mut c, &second).await;
+    let fails = evals
+        .iter()
+        .filter(|e| e.verdict == pb::Verdict::Fail as i32)
+        .count();
+    assert_eq!(fails, 1, "{evals:?}");
+    // One evaluation per interval across both replicas: never two within half a second.
+    let at: Vec<_> = evals.iter().map(|e| e.at.unwrap()).collect();
+    for w in at.windows(2) {
+        let gap = (w[1].seconds - w[0].seconds) as f64 + f64::from(w[1].nanos - w[0].nanos) / 1e9;
+        assert!(gap > 0.5, "two evaluations {gap:.3} s apart: {at:?}");
+    }
 }

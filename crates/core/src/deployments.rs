@@ -671,6 +671,21 @@ impl Deployments {
         self.store.summary(&who.tenant).await
     }
 
+    /// Up to `limit` (at most 500) of a deployment's events after `after`, oldest first: what
+    /// is stored now.
+    pub async fn events(
+        &self,
+        who: &Principal,
+        id: DeploymentId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<DeploymentEvent>> {
+        self.get(who, id).await?;
+        self.store
+            .events(&who.tenant, Some(id), after, limit.clamp(1, 500))
+            .await
+    }
+
     /// Follows events after `after`: of one deployment (ending after the event that leaves it
     /// in a terminal state), or of all the caller's deployments (never ending). Dropping the
     /// stream stops it.

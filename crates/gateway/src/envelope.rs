@@ -235,6 +235,15 @@ impl<T: Serialize> Data<T> {
         }
     }
 
+    /// `202 Accepted` with `data`: stored, to be acted on later.
+    pub fn accepted(data: T) -> Self {
+        Data {
+            status: StatusCode::ACCEPTED,
+            data,
+            next_page_token: None,
+        }
+    }
+
     /// `200 OK` with one page of a list and the token of the next page, if any.
     pub fn page(data: T, next_page_token: Option<String>) -> Self {
         Data {

@@ -21,28 +21,60 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(request.headers()) {
-            return Err(ApiError(Error::new(
-                ErrorKind::InvalidArgument,
-                "expected a JSON body with Content-Type: application/json",
-            )));
+            return Err(not_json());
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError(Error::too_large(format!(
-                        "request body exceeds {} bytes",
-                        crate::MAX_BODY_BYTES
-                    )))
-                } else {
-                    ApiError(Error::new(
-                        ErrorKind::InvalidArgument,
-                        format!("could not read the request body: {}", rejection.body_text()),
-                    ))
-                }
-            })?;
+        let bytes = read_body(request, state).await?;
         decode_json(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON request body of type `T` that may be left out: an empty body (whatever its
+/// `Content-Type`) is `T::default()`; anything else must be JSON, as for [`ApiJson`]. For
+/// operator commands whose every field is optional (`{"execute": true}`, or nothing for a dry
+/// run).
+#[derive(Debug, Clone)]
+pub struct ApiJsonOrDefault<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for ApiJsonOrDefault<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(request.headers());
+        let bytes = read_body(request, state).await?;
+        if bytes.is_empty() {
+            return Ok(ApiJsonOrDefault(T::default()));
+        }
+        if !json {
+            return Err(not_json());
+        }
+        decode_json(&bytes).map(ApiJsonOrDefault)
+    }
+}
+
+fn not_json() -> ApiError {
+    ApiError(Error::new(
+        ErrorKind::InvalidArgument,
+        "expected a JSON body with Content-Type: application/json",
+    ))
+}
+
+/// The whole body; `413 too_large` past the body limit.
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError(Error::too_large(format!(
+                    "request body exceeds {} bytes",
+                    crate::MAX_BODY_BYTES
+                )))
+            } else {
+                ApiError(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("could not read the request body: {}", rejection.body_text()),
+                ))
+            }
+        })
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

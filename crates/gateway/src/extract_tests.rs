@@ -228,3 +228,48 @@ async fn job_ids_in_paths_are_checked() {
     let reply = bad.extensions().get::<crate::envelope::Reply>().unwrap();
     assert_eq!(reply.errors[0].field.as_deref(), Some("id"));
 }
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct Optional {
+    #[serde(default)]
+    execute: bool,
+}
+
+async fn json_or_default(content_type: Option<&str>, body: &str) -> Result<Optional, ApiError> {
+    let mut request = Request::builder().method("POST").uri("/");
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    let request = request.body(Body::from(body.to_owned())).unwrap();
+    ApiJsonOrDefault::<Optional>::from_request(request, &())
+        .await
+        .map(|ApiJsonOrDefault(v)| v)
+}
+
+#[tokio::test]
+async fn optional_bodies_default_when_empty_and_are_checked_otherwise() {
+    for ct in [None, Some("application/json"), Some("text/plain")] {
+        assert_eq!(
+            json_or_default(ct, "").await.unwrap(),
+            Optional::default(),
+            "{ct:?}"
+        );
+    }
+    let on = json_or_default(Some("application/json"), r#"{"execute":true}"#)
+        .await
+        .unwrap();
+    assert_eq!(on, Optional { execute: true });
+    let err = json_or_default(Some("application/json"), r#"{"exec":true}"#)
+        .await
+        .unwrap_err();
+    assert_eq!(field(&err).0, Some("exec"));
+    let err = json_or_default(Some("application/json"), r#"{"execute":"#)
+        .await
+        .unwrap_err();
+    assert!(field(&err).1.starts_with("malformed JSON"));
+    let err = json_or_default(Some("text/plain"), r#"{"execute":true}"#)
+        .await
+        .unwrap_err();
+    assert!(field(&err).1.contains("application/json"));
+}

@@ -10,6 +10,8 @@
 //!   `400 invalid_argument` (or `413 too_large`) envelopes instead of axum's plain-text rejections.
 //! - [`principal`] holds the [`Caller`] extractor and [`HttpReject`], which renders the
 //!   refusals of the shared auth layer (`switchyard_auth::layer`) in the envelope.
+//! - Deployments (environments, staging, promotion, rollback, guard evaluations, signals and
+//!   the dashboard summary) live at `/api/dashboard/*`.
 //! - Identity lives at `/auth/*` (sessions, API keys) and `/api/admin/*` (tenants, users,
 //!   roles); every route's required scope is in `switchyard_auth::policy`.
 //!
@@ -34,7 +36,7 @@ use axum::routing::get;
 use serde::Serialize;
 use switchyard_auth::layer::{AuthLayer, Edge, Gate};
 use switchyard_auth::{Enrollments, Identity};
-use switchyard_core::{Agents, Queue};
+use switchyard_core::{Agents, Deployments, Queue};
 use switchyard_types::Principal;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -43,7 +45,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::ToSchema;
 
 pub use envelope::{ApiError, Data, ErrorEntry, Reply};
-pub use extract::{ApiJson, ApiQuery, JobIdParam};
+pub use extract::{ApiJson, ApiJsonOrDefault, ApiQuery, JobIdParam};
 pub use layers::{REQUEST_ID_HEADER, RequestId};
 pub use principal::{Caller, ClientAddr, HttpReject};
 
@@ -81,6 +83,8 @@ pub struct AppState {
     pub agents: Option<Agents>,
     /// Registration tokens and enrollment; `None` answers those routes `503`.
     pub enrollments: Option<Enrollments>,
+    /// Environments and deployments; `None` answers the `/dashboard` deployment routes `503`.
+    pub deployments: Option<Deployments>,
 }
 
 impl AppState {
@@ -95,6 +99,7 @@ impl AppState {
             cors_origins: Vec::new(),
             agents: None,
             enrollments: None,
+            deployments: None,
         }
     }
 
@@ -109,6 +114,12 @@ impl AppState {
     pub fn with_agents(mut self, agents: Agents, enrollments: Enrollments) -> Self {
         self.agents = Some(agents);
         self.enrollments = Some(enrollments);
+        self
+    }
+
+    /// Serves the environment, deployment, signal and summary routes from `deployments`.
+    pub fn with_deployments(mut self, deployments: Deployments) -> Self {
+        self.deployments = Some(deployments);
         self
     }
 

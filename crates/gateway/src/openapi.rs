@@ -37,6 +37,7 @@ use crate::{AppState, handlers};
         (name = "auth", description = "Sessions (log-in, refresh, validate, log-out) and API keys."),
         (name = "admin", description = "Tenants, users and roles."),
         (name = "agents", description = "Agents: the registry, enrollment with registration tokens, deregistration."),
+        (name = "deployments", description = "Deployments: environments, staging, promotion and rollback (dry run unless told to execute), guard evaluations, events, signals and the dashboard summary."),
         (name = "ops", description = "Liveness, readiness, version.")
     )
 )]

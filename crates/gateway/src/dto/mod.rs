@@ -62,13 +62,19 @@ enum_schema!(
     "QUEUED -> CLAIMED -> RUNNING -> COMPLETED; DEAD_LETTERED and CANCELLED are terminal too. Case-insensitive on input."
 );
 
-// After `enum_schema!`, which it uses.
+// After `enum_schema!`, which they use.
 pub mod agents;
+pub mod deployments;
 
 pub use agents::{
     AgentStatusBody, AgentView, CertificateView, CreateRegistrationTokenBody,
     CreatedRegistrationTokenView, EnrolledView, ListAgentsQuery, PoolView, RegisterAgentBody,
     RegistrationTokenView, ScalePoolBody,
+};
+pub use deployments::{
+    AcceptedView, CreateDeploymentBody, DeploymentView, EnvironmentView, EvaluationView, EventView,
+    EventsQuery, GateView, GuardBody, GuardView, ListDeploymentsQuery, PlanView, PromoteBody,
+    PutEnvironmentBody, RollbackBody, ServiceDeploymentsQuery, SignalBody, SummaryView,
 };
 
 /// The OpenAPI schema of labels: a map from label name to value (both strings).

@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod agents;
 pub(crate) mod auth;
+pub(crate) mod deployments;
 pub(crate) mod ops;
 pub(crate) mod queue;
 
@@ -18,5 +19,6 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(queue::routes())
         .merge(admin::routes())
         .merge(agents::routes())
+        .merge(deployments::routes())
         .merge(ops::api_routes())
 }

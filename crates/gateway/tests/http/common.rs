@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::Value;
 use switchyard_bus::local::LocalBus;
-use switchyard_core::{Queue, QueueConfig};
+use switchyard_core::{Deployments, DeploymentsConfig, Queue, QueueConfig};
 use switchyard_gateway::{AppState, BuildInfo, router};
 use switchyard_store::sqlite::SqliteStore;
 use tower::ServiceExt;
@@ -32,6 +32,26 @@ pub async fn app() -> Router {
         QueueConfig::default(),
     );
     router(AppState::new(queue, build_info()))
+}
+
+/// The gateway with the deployment routes, over a fresh in-memory SQLite store and a local
+/// bus, and the deployment service it serves (to run its driver by hand).
+pub async fn deployments_app() -> (Router, Deployments) {
+    let stores = switchyard_store::open("sqlite::memory:", true)
+        .await
+        .expect("sqlite stores");
+    let queue = Queue::new(
+        stores.queue.clone(),
+        Arc::new(LocalBus::new()),
+        QueueConfig::default(),
+    );
+    let deployments = Deployments::new(
+        stores.deployments.clone(),
+        queue.clone(),
+        DeploymentsConfig::default(),
+    );
+    let state = AppState::new(queue, build_info()).with_deployments(deployments.clone());
+    (router(state), deployments)
 }
 
 /// A response, its body parsed as JSON (`Value::Null` when it is not JSON).

@@ -2,6 +2,7 @@
 //! router with `tower::ServiceExt::oneshot`. One test binary; modules by area.
 
 mod common;
+mod deployments;
 mod errors;
 mod ops;
 mod queue;
