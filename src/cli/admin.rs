@@ -1,11 +1,10 @@
 //! `switchyard admin …`: tenants, users, roles and API keys, printed as tab-separated tables.
 
 use clap::{Args, Subcommand};
-use prost_types::Timestamp;
 use switchyard_proto::v1 as pb;
 
 use super::client::Authed;
-use super::{ConnArgs, read_secret, say};
+use super::{ConnArgs, read_secret, say, table, when};
 
 /// `switchyard admin`.
 #[derive(Debug, Clone, Args)]
@@ -245,49 +244,4 @@ fn api_keys(rows: impl IntoIterator<Item = pb::ApiKey>) {
             ]
         }),
     );
-}
-
-/// Prints a header and one tab-separated line per row. Empty cells read `-` and tabs or line
-/// breaks inside a cell become spaces, so `column -t` keeps the columns aligned.
-fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
-    say(&header.join("\t"));
-    for row in rows {
-        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
-        say(&cells.join("\t"));
-    }
-}
-
-fn cell(value: &str) -> String {
-    if value.is_empty() {
-        return "-".to_owned();
-    }
-    value.replace(['\t', '\n', '\r'], " ")
-}
-
-/// A timestamp as RFC 3339 in UTC to the second; `-` when unset.
-fn when(ts: Option<&Timestamp>) -> String {
-    ts.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| "-".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_keep_columns_aligned() {
-        assert_eq!(cell(""), "-");
-        assert_eq!(cell("a\tb\nc"), "a b c");
-    }
-
-    #[test]
-    fn timestamps_read_as_utc_seconds() {
-        let t = Timestamp {
-            seconds: 1_700_000_000,
-            nanos: 5,
-        };
-        assert_eq!(when(Some(&t)), "2023-11-14T22:13:20Z");
-        assert_eq!(when(None), "-");
-    }
 }

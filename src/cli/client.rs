@@ -1,6 +1,7 @@
-//! The CLI's connection to `AuthService`: the channel, the bearer credential (an explicit token,
-//! or the saved session, refreshed once when the server says it has expired), and errors as
-//! `<code>: <message>`.
+//! The CLI's connection to the control plane: the channel, the bearer credential (an explicit
+//! token, or the saved session, refreshed once over `AuthService` when the server says it has
+//! expired), and errors as `<code>: <message>`. Any generated service client can ride on it
+//! ([`Authed::open_with`]).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -38,9 +39,15 @@ pub fn normalize_server(server: &str) -> String {
 /// `.switchyard/tls/ca.pem`), besides the machine's roots.
 pub const CA_FILE_ENV: &str = "SWITCHYARD_CA_FILE";
 
+/// Connects an `AuthService` client to the gRPC server at `server` (already normalized).
+pub async fn connect(server: &str) -> anyhow::Result<Client> {
+    Ok(AuthServiceClient::new(channel(server).await?))
+}
+
 /// Connects to the gRPC server at `server` (already normalized). An `https://` server is
 /// verified against the machine's root certificates and the CA file in `SWITCHYARD_CA_FILE`.
-pub async fn connect(server: &str) -> anyhow::Result<Client> {
+/// The 60 s timeout bounds a call until its response begins, not a stream's later messages.
+async fn channel(server: &str) -> anyhow::Result<Channel> {
     let mut endpoint = Endpoint::from_shared(server.to_owned())
         .map_err(|e| anyhow::anyhow!("invalid_argument: bad server address {server:?}: {e}"))?
         .connect_timeout(Duration::from_secs(10))
@@ -60,11 +67,10 @@ pub async fn connect(server: &str) -> anyhow::Result<Client> {
             .tls_config(tls)
             .context("invalid_argument: TLS configuration")?;
     }
-    let channel = endpoint
+    endpoint
         .connect()
         .await
-        .with_context(|| format!("unavailable: cannot reach the server at {server}"))?;
-    Ok(AuthServiceClient::new(channel))
+        .with_context(|| format!("unavailable: cannot reach the server at {server}"))
 }
 
 /// The error for a failed call: `<code>: <message>`, the code in `snake_case`. A call that
@@ -84,6 +90,12 @@ pub fn status_error(status: &Status) -> anyhow::Error {
         m => m,
     };
     anyhow::anyhow!("{}: {message}", code_name(status.code()))
+}
+
+/// Whether `e` (made by [`status_error`] or by [`connect`]) says the server could not be
+/// reached or is unavailable: worth trying again.
+pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.to_string().starts_with("unavailable: ")
 }
 
 /// The `snake_case` name of a gRPC status code, as in the REST envelope's error codes.
@@ -128,20 +140,37 @@ enum Credential {
     },
 }
 
-/// A connected client that sends a bearer credential on every call.
-pub struct Authed {
-    client: Client,
+/// A connected client of service `C` (by default `AuthService`) that sends a bearer credential
+/// on every call.
+pub struct Authed<C = Client> {
+    /// The service the calls go to.
+    service: C,
+    /// `AuthService` on the same channel, for refreshing the session.
+    auth: Client,
     credential: Credential,
 }
 
 impl Authed {
-    /// Connects with `token` when given, else with the session saved at `path`; to `server`
-    /// when given, else to the session's server, else to [`DEFAULT_SERVER`].
+    /// An `AuthService` client: [`Authed::open_with`] `AuthServiceClient::new`.
     pub async fn open(
         server: Option<&str>,
         token: Option<String>,
         path: PathBuf,
     ) -> anyhow::Result<Authed> {
+        Self::open_with(server, token, path, AuthServiceClient::new).await
+    }
+}
+
+impl<C: Clone> Authed<C> {
+    /// Connects with `token` when given, else with the session saved at `path`; to `server`
+    /// when given, else to the session's server, else to [`DEFAULT_SERVER`]. `service` makes
+    /// the generated client the calls go to (e.g. `DeploymentServiceClient::new`).
+    pub async fn open_with(
+        server: Option<&str>,
+        token: Option<String>,
+        path: PathBuf,
+        service: impl FnOnce(Channel) -> C,
+    ) -> anyhow::Result<Authed<C>> {
         let credential = match token.filter(|t| !t.is_empty()) {
             Some(token) => Credential::Token(token),
             None => match session::load(&path)? {
@@ -158,8 +187,12 @@ impl Authed {
             (None, Credential::Session { session, .. }) => normalize_server(&session.server),
             (None, Credential::Token(_)) => DEFAULT_SERVER.to_owned(),
         };
-        let client = connect(&server).await?;
-        Ok(Authed { client, credential })
+        let channel = channel(&server).await?;
+        Ok(Authed {
+            service: service(channel.clone()),
+            auth: AuthServiceClient::new(channel),
+            credential,
+        })
     }
 
     /// Calls `rpc` with `req` and the credential. When the saved session's access token is
@@ -167,10 +200,10 @@ impl Authed {
     pub async fn call<Req, Resp, F, Fut>(&mut self, req: Req, rpc: F) -> anyhow::Result<Resp>
     where
         Req: Clone,
-        F: Fn(Client, tonic::Request<Req>) -> Fut,
+        F: Fn(C, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
     {
-        let first = rpc(self.client.clone(), self.request(req.clone())?).await;
+        let first = rpc(self.service.clone(), self.request(req.clone())?).await;
         match first {
             Ok(resp) => return Ok(resp.into_inner()),
             Err(s) if s.code() == Code::Unauthenticated && self.can_refresh() => {
@@ -178,7 +211,7 @@ impl Authed {
             }
             Err(s) => return Err(status_error(&s)),
         }
-        rpc(self.client.clone(), self.request(req)?)
+        rpc(self.service.clone(), self.request(req)?)
             .await
             .map(tonic::Response::into_inner)
             .map_err(|s| status_error(&s))
@@ -208,7 +241,7 @@ impl Authed {
         let request = RefreshRequest {
             refresh_token: session.refresh_token.clone(),
         };
-        let fresh = match self.client.refresh(request).await {
+        let fresh = match self.auth.refresh(request).await {
             Ok(resp) => resp
                 .into_inner()
                 .session
@@ -245,5 +278,9 @@ mod tests {
         assert_eq!(e.to_string(), "unauthenticated: invalid credentials");
         let e = status_error(&Status::new(Code::NotFound, ""));
         assert!(e.to_string().starts_with("not_found: "), "{e}");
+        assert!(!is_unavailable(&e));
+        assert!(is_unavailable(&status_error(&Status::unavailable(
+            "draining"
+        ))));
     }
 }

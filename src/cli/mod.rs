@@ -1,4 +1,5 @@
-//! The operator CLI for identity: `login`, `logout` and `admin …` over `AuthService` (gRPC).
+//! The operator CLI over gRPC: `login`, `logout` and `admin …` over `AuthService`, and
+//! `deploy …` over `DeploymentService`.
 //!
 //! Output goes to stdout as text (tables are tab-separated with a header, for `column -t`);
 //! errors come back as `anyhow` errors reading `<code>: <message>`, printed by `main`.
@@ -7,6 +8,7 @@
 
 mod admin;
 mod client;
+mod deploy;
 mod session;
 
 use std::fmt;
@@ -15,9 +17,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use prost_types::Timestamp;
 use switchyard_proto::v1::{LoginRequest, LogoutRequest};
+use tonic::transport::Channel;
 
 pub use admin::{AdminArgs, admin};
+pub use deploy::{DeployArgs, deploy};
 
 /// Where the session file lives.
 #[derive(Debug, Clone, Args)]
@@ -59,7 +64,7 @@ pub struct LogoutArgs {
     pub session: SessionDir,
 }
 
-/// The connection settings of `admin …`.
+/// The connection settings of the client commands (`admin …`, `deploy …`).
 #[derive(Clone, Args)]
 pub struct ConnArgs {
     /// The control plane's gRPC address
@@ -79,6 +84,18 @@ pub struct ConnArgs {
     #[command(flatten)]
     /// The session file.
     pub session: SessionDir,
+}
+
+impl ConnArgs {
+    /// Connects the generated client `service` makes (e.g. `DeploymentServiceClient::new`),
+    /// authenticated with the token or the saved session.
+    async fn open<C: Clone>(
+        self,
+        service: impl FnOnce(Channel) -> C,
+    ) -> anyhow::Result<client::Authed<C>> {
+        let path = self.session.path()?;
+        client::Authed::open_with(self.server.as_deref(), self.token, path, service).await
+    }
 }
 
 impl fmt::Debug for ConnArgs {
@@ -220,4 +237,49 @@ fn stty(arg: &str) -> bool {
 #[allow(clippy::print_stdout)]
 fn say(line: &str) {
     println!("{line}");
+}
+
+/// Prints a header and one tab-separated line per row. Empty cells read `-` and tabs or line
+/// breaks inside a cell become spaces, so `column -t` keeps the columns aligned.
+fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    say(&header.join("\t"));
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
+        say(&cells.join("\t"));
+    }
+}
+
+fn cell(value: &str) -> String {
+    if value.is_empty() {
+        return "-".to_owned();
+    }
+    value.replace(['\t', '\n', '\r'], " ")
+}
+
+/// A timestamp as RFC 3339 in UTC to the second; `-` when unset.
+fn when(ts: Option<&Timestamp>) -> String {
+    ts.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_keep_columns_aligned() {
+        assert_eq!(cell(""), "-");
+        assert_eq!(cell("a\tb\nc"), "a b c");
+    }
+
+    #[test]
+    fn timestamps_read_as_utc_seconds() {
+        let t = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5,
+        };
+        assert_eq!(when(Some(&t)), "2023-11-14T22:13:20Z");
+        assert_eq!(when(None), "-");
+    }
 }

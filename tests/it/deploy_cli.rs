@@ -1,0 +1,321 @@
+//! `switchyard deploy …` driven as an operator would, against a real server and a real agent in
+//! pool `deploy`: create prints the id, promote refuses a PENDING deployment, promote and
+//! rollback are dry runs unless `--execute`, status shows and lists, watch exits by the
+//! deployment's outcome.
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::DeploymentState as St;
+use switchyard_proto::v1::deployment_service_client::DeploymentServiceClient;
+
+use crate::agents::{Agent, agent_key, workdir};
+use crate::support::{self, AuthedChannel, Db, Server};
+
+type Client = DeploymentServiceClient<AuthedChannel>;
+
+/// The pool of the test environments (and their agent).
+const POOL: &str = "deploy";
+
+/// Runs `switchyard deploy <args>` against `s` as the administrator; kills it after 30 s.
+fn deploy(s: &Server, args: &[&str]) -> Output {
+    let mut cmd = support::binary();
+    for var in [
+        "SWITCHYARD_SERVER",
+        "SWITCHYARD_TOKEN",
+        "SWITCHYARD_CONFIG_DIR",
+        "SWITCHYARD_CA_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .arg("deploy")
+        .args(args)
+        .env("SWITCHYARD_SERVER", format!("http://{}", s.grpc))
+        .env("SWITCHYARD_TOKEN", &s.token)
+        // No saved session may be read, whatever the machine has.
+        .env(
+            "SWITCHYARD_CONFIG_DIR",
+            std::env::temp_dir().join("sy-no-session"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchyard deploy");
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(out) => out.expect("wait for switchyard deploy"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status();
+            panic!("`switchyard deploy {args:?}` did not end within 30 s");
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs and asserts success; returns stdout.
+fn ok(s: &Server, args: &[&str]) -> String {
+    let out = deploy(s, args);
+    assert!(
+        out.status.success(),
+        "deploy {args:?} failed: {}\n{}",
+        text(&out.stderr),
+        text(&out.stdout)
+    );
+    text(&out.stdout)
+}
+
+/// Runs and asserts failure; returns stdout and stderr.
+fn fails(s: &Server, args: &[&str]) -> (String, String) {
+    let out = deploy(s, args);
+    assert!(
+        !out.status.success(),
+        "deploy {args:?} succeeded: {}",
+        text(&out.stdout)
+    );
+    (text(&out.stdout), text(&out.stderr))
+}
+
+/// `deploy create …`; returns the id from its first line, `deployment <id> <svc>@<ver> PENDING`.
+fn create(s: &Server, service: &str, version: &str, extra: &[&str]) -> String {
+    let mut args = vec!["create", "--service", service, "--version", version];
+    args.extend_from_slice(extra);
+    let out = ok(s, &args);
+    let first: Vec<&str> = out.lines().next().unwrap_or("").split(' ').collect();
+    assert_eq!(first.len(), 4, "{out}");
+    assert_eq!(first[0], "deployment", "{out}");
+    assert_eq!(first[2], format!("{service}@{version}"), "{out}");
+    assert_eq!(first[3], "PENDING", "{out}");
+    first[1].to_owned()
+}
+
+/// `staging` and `production` in [`POOL`], whose deploy command appends
+/// `<environment> <service> <version>` to `deploys.log` in the agent's directory.
+async fn environments(s: &Server) -> Client {
+    let mut c = DeploymentServiceClient::new(s.grpc_admin().await);
+    for name in ["staging", "production"] {
+        let environment = pb::Environment {
+            name: name.to_owned(),
+            pool: POOL.to_owned(),
+            deploy_command: "echo \"{{environment}} {{service}} {{version}}\" >> deploys.log"
+                .to_owned(),
+            ..Default::default()
+        };
+        c.put_environment(pb::PutEnvironmentRequest {
+            environment: Some(environment),
+        })
+        .await
+        .expect("put environment");
+    }
+    c
+}
+
+async fn get(c: &mut Client, id: &str) -> pb::Deployment {
+    c.get_deployment(pb::GetDeploymentRequest { id: id.to_owned() })
+        .await
+        .expect("get")
+        .into_inner()
+        .deployment
+        .unwrap()
+}
+
+/// Waits (at most 20 s) until the deployment is in one of `states`.
+async fn wait_state(c: &mut Client, id: &str, states: &[pb::DeploymentState]) -> pb::Deployment {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = get(c, id).await;
+        if states.iter().any(|s| d.state == *s as i32) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "{id} is not {states:?}: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn deploys(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("deploys.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
+    let s = Server::start(Db::Sqlite, &[]).await;
+    let dir = workdir();
+    let _agent = Agent::start_in(POOL, "it-cli-deployer", &[&s], &agent_key(&s).await, &dir);
+    let mut c = environments(&s).await;
+
+    // Create: the id and PENDING on the first line; the guard flags reach the server.
+    let id = create(
+        &s,
+        "checkout",
+        "1.2.3",
+        &[
+            "--window-seconds",
+            "600",
+            "--interval-seconds",
+            "1",
+            "--min-samples",
+            "5",
+        ],
+    );
+    let d = get(&mut c, &id).await;
+    assert_eq!(d.state, St::Pending as i32);
+    let g = d.guard.unwrap();
+    assert_eq!(
+        (g.window_seconds, g.interval_seconds, g.min_samples),
+        (600, 1, Some(5))
+    );
+
+    // A PENDING deployment cannot be promoted, dry run or not.
+    let (_, err) = fails(&s, &["promote", &id]);
+    assert!(err.contains("failed_precondition"), "{err}");
+
+    // Stage it; the agent deploys it to staging.
+    let out = ok(&s, &["stage", &id]);
+    assert!(
+        out.contains("STAGE deployment") && out.contains("PENDING -> STAGING"),
+        "{out}"
+    );
+    assert!(out.contains("started job "), "{out}");
+    wait_state(&mut c, &id, &[St::Staged]).await;
+    assert_eq!(deploys(&dir), ["staging checkout 1.2.3"]);
+
+    // Promote without --execute: the plan, and nothing changes.
+    let out = ok(&s, &["promote", &id]);
+    for want in [
+        "PROMOTE deployment",
+        "STAGED -> PROMOTING",
+        "production (pool deploy)",
+        "1.2.3, replacing nothing",
+        "echo \"production checkout 1.2.3\" >> deploys.log",
+        "dry run: nothing changed; add --execute to promote",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+    assert!(!out.contains("started job"), "{out}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(&mut c, &id).await.state, St::Staged as i32);
+    assert_eq!(deploys(&dir), ["staging checkout 1.2.3"]);
+
+    // Promote with --execute: the plan, the job, and production gets the version.
+    let out = ok(&s, &["promote", &id, "--execute"]);
+    assert!(out.contains("STAGED -> PROMOTING"), "{out}");
+    assert!(!out.contains("dry run"), "{out}");
+    let job = out
+        .lines()
+        .find_map(|l| l.strip_prefix("started job "))
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no job in:\n{out}"));
+    let d = get(&mut c, &id).await;
+    assert!(
+        [St::Promoting as i32, St::Guarding as i32].contains(&d.state),
+        "{d:?}"
+    );
+    assert_eq!(d.step_job_id.as_deref(), Some(job));
+    wait_state(&mut c, &id, &[St::Guarding]).await;
+
+    // Status of one: its fields and, once the guard has judged, its evaluations.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let out = ok(&s, &["status", &id]);
+        if out.contains("failure_rate") || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    for want in [
+        format!("deployment {id} checkout@1.2.3 GUARDING"),
+        "staging -> production".to_owned(),
+        "600 s window".to_owned(),
+        "failure_rate INCONCLUSIVE".to_owned(),
+    ] {
+        assert!(out.contains(&want), "{want:?} missing from:\n{out}");
+    }
+
+    // Status of all: a table, filtered by state in any case; a bad state is refused.
+    let row = |table: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .map(|l| l.split('\t').map(str::to_owned).collect::<Vec<_>>())
+    };
+    let out = ok(&s, &["status"]);
+    assert!(
+        out.starts_with("ID\tSERVICE\tVERSION\tSTATE\tENVIRONMENT\tUPDATED\n"),
+        "{out}"
+    );
+    let cells = row(&out).unwrap_or_else(|| panic!("{id} not listed:\n{out}"));
+    assert_eq!(cells[1..5], ["checkout", "1.2.3", "GUARDING", "production"]);
+    assert!(row(&ok(&s, &["status", "--state", "guarding"])).is_some());
+    assert!(row(&ok(&s, &["status", "--state", "PENDING"])).is_none());
+    let (_, err) = fails(&s, &["status", "--state", "bogus"]);
+    assert!(err.contains("GUARDING"), "{err}");
+
+    // Rollback without --execute: the plan, and nothing changes.
+    let out = ok(&s, &["rollback", &id, "--version", "1.2.2"]);
+    for want in [
+        "ROLLBACK deployment",
+        "GUARDING -> ROLLING_BACK",
+        "1.2.2, replacing 1.2.3",
+        "dry run: nothing changed; add --execute to roll back",
+    ] {
+        assert!(out.contains(want), "{want:?} missing from:\n{out}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(&mut c, &id).await.state, St::Guarding as i32);
+    assert_eq!(
+        deploys(&dir),
+        ["staging checkout 1.2.3", "production checkout 1.2.3"]
+    );
+
+    // Executed, it rolls back; a watch of it then replays its life and fails naming the end.
+    ok(&s, &["rollback", &id, "--version", "1.2.2", "--execute"]);
+    wait_state(&mut c, &id, &[St::RolledBack]).await;
+    let (out, err) = fails(&s, &["watch", &id]);
+    let states: Vec<&str> = out.lines().filter_map(|l| l.split(' ').nth(1)).collect();
+    assert_eq!(states.first(), Some(&"PENDING"), "{out}");
+    assert_eq!(states.last(), Some(&"ROLLED_BACK"), "{out}");
+    assert!(states.contains(&"GUARDING"), "{out}");
+    assert!(
+        err.contains(&format!("deployment {id} ended ROLLED_BACK")),
+        "{err}"
+    );
+
+    // A deployment created and staged in one go, promoted, watched to SUCCEEDED: exit 0.
+    let quick = create(
+        &s,
+        "payments",
+        "2.0.0",
+        &[
+            "--window-seconds",
+            "1",
+            "--interval-seconds",
+            "1",
+            "--min-samples",
+            "0",
+            "--stage",
+        ],
+    );
+    wait_state(&mut c, &quick, &[St::Staged]).await;
+    ok(&s, &["promote", &quick, "--execute"]);
+    let out = ok(&s, &["watch", &quick]);
+    let last = out.lines().last().unwrap_or("");
+    assert_eq!(last.split(' ').nth(1), Some("SUCCEEDED"), "{out}");
+    assert_eq!(get(&mut c, &quick).await.state, St::Succeeded as i32);
+}
