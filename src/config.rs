@@ -60,6 +60,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     /// TLS on the gRPC port and the agents' CA.
     pub tls: TlsArgs,
+    /// Where deployment notifications of tenants without webhooks are written as JSON files
+    /// (`<dir>/<tenant>/<event seq>-<notification id>.json`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_NOTIFY_OUTBOX_DIR",
+        default_value = "./.switchyard/outbox"
+    )]
+    pub notify_outbox_dir: PathBuf,
 }
 
 /// TLS on the gRPC port, and the CA that enrolls agents (`serve`; `dev` makes its own).
@@ -374,6 +382,7 @@ mod tests {
                 grpc_plaintext: false,
                 agent_tokens: None,
             },
+            notify_outbox_dir: PathBuf::from("./.switchyard/outbox"),
         }
     }
 

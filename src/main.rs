@@ -58,6 +58,12 @@ enum Command {
     /// else with the session `switchyard login` saved, refreshing it once when it has expired.
     /// Lists print a header and tab-separated lines: pipe them to `column -t -s $'\t'`.
     Admin(cli::AdminArgs),
+    /// Guarded deployments: create, stage, promote, roll back, status, watch (over gRPC).
+    ///
+    /// Promote and rollback are dry runs that print the plan unless --execute is given.
+    /// Authenticates like `admin` (--token / SWITCHYARD_TOKEN, else the saved session). Lists
+    /// print a header and tab-separated lines.
+    Deploy(cli::DeployArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,7 +87,7 @@ fn main() -> ExitCode {
     // the log too.
     let is_client = matches!(
         &cli.command,
-        Command::Login(_) | Command::Logout(_) | Command::Admin(_)
+        Command::Login(_) | Command::Logout(_) | Command::Admin(_) | Command::Deploy(_)
     ) || matches!(&cli.command, Command::Agent(agent) if agent.is_client());
     if let Err(e) = switchyard_telemetry::init(&cli.log_level, json_logs) {
         eprintln!("switchyard: bad LOG_LEVEL: {e}");
@@ -145,6 +151,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 builtin_agent: Some(args.data_dir.clone()),
                 tls: tls::dev(&args.data_dir)?,
                 demo_environments: true,
+                notify_outbox_dir: args.data_dir.join("outbox"),
             };
             tracing::info!(dashboard = %format!("http://{}", args.http_addr), "switchyard dev");
             Ok(server::run(plan).await?)
@@ -171,6 +178,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 builtin_agent: None,
                 tls: tls::serve(&args.tls)?,
                 demo_environments: false,
+                notify_outbox_dir: args.notify_outbox_dir.clone(),
             };
             Ok(server::run(plan).await?)
         }
@@ -181,6 +189,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Login(args) => Ok(cli::login(args).await?),
         Command::Logout(args) => Ok(cli::logout(args).await?),
         Command::Admin(args) => Ok(cli::admin(args).await?),
+        Command::Deploy(args) => Ok(cli::deploy(args).await?),
         Command::Migrate(args) => {
             let url = args
                 .database_url

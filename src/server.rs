@@ -12,7 +12,8 @@ use switchyard_bus::local::LocalBus;
 use switchyard_bus::redis::RedisBus;
 use switchyard_bus::{Bus, Counters};
 use switchyard_core::{
-    Agents, AgentsConfig, Deployments, DeploymentsConfig, PutEnvironment, Queue, QueueConfig,
+    Agents, AgentsConfig, Deployments, DeploymentsConfig, Notifier, NotifierConfig, PutEnvironment,
+    Queue, QueueConfig,
 };
 use switchyard_gateway::{AppState, BuildInfo};
 use switchyard_telemetry::mask_url;
@@ -46,6 +47,8 @@ pub struct Plan {
     /// Create the `staging` and `production` environments of `switchyard dev` (pool `local`,
     /// a harmless demo command) where they are missing.
     pub demo_environments: bool,
+    /// Where deployment notifications of tenants without webhooks are written.
+    pub notify_outbox_dir: std::path::PathBuf,
 }
 
 /// The version, commit and build time stamped by `build.rs`.
@@ -62,6 +65,7 @@ pub fn build_info() -> BuildInfo {
 
 /// Runs the control plane until SIGTERM/SIGINT, then drains for at most [`DRAIN_TIMEOUT`].
 pub async fn run(plan: Plan) -> anyhow::Result<()> {
+    switchyard_telemetry::install_metrics();
     tracing::info!(database = %mask_url(&plan.database_url), "opening store");
     let stores = switchyard_store::open(&plan.database_url, true)
         .await
@@ -88,6 +92,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         agents = agents.with_signer(signer);
     }
     let enrollments = Enrollments::new(stores.agents, plan.tls.signer.clone());
+    let notifier = Notifier::new(
+        stores.deployments.clone(),
+        NotifierConfig::new(plan.notify_outbox_dir.clone()),
+    )?;
     let deployments = Deployments::new(
         stores.deployments,
         queue.clone(),
@@ -160,6 +168,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         tokio::spawn(async move { deployments.run(shutdown).await })
     };
+    let notifier = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { notifier.run(shutdown).await })
+    };
     if let Some(quota) = auth.quota.clone() {
         tokio::spawn(quota.run_flusher(shutdown.clone()));
     }
@@ -201,7 +213,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     queue.close();
     shutdown.cancel();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        let (g, h, _, _) = tokio::join!(grpc_task, http_task, reaper, driver);
+        let (g, h, _, _, _) = tokio::join!(grpc_task, http_task, reaper, driver, notifier);
         g.context("gRPC task")?.context("gRPC server")?;
         h.context("HTTP task")?.context("HTTP server")?;
         anyhow::Ok(())

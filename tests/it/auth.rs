@@ -148,8 +148,11 @@ async fn channel(s: &Server) -> Channel {
         .expect("connect gRPC")
 }
 
-/// Calls the unary RPC at `path` (`/switchyard.v1.Service/Method`) with an empty message,
-/// sending `bearer` when given; the answer's content is ignored.
+/// Calls the RPC at `path` (`/switchyard.v1.Service/Method`) with an empty message, sending
+/// `bearer` when given, and returns its first status. The call is made as server streaming,
+/// which carries unary calls too: a refusal arrives at once as the status, while an admitted
+/// call sends headers and then, for a watch that stays open, nothing more, so the first answer
+/// is awaited for [`FIRST_ANSWER`] only and silence after the headers counts as admitted.
 async fn grpc_empty(channel: &Channel, bearer: Option<&str>, path: &str) -> Result<(), Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready()
@@ -161,10 +164,18 @@ async fn grpc_empty(channel: &Channel, bearer: Option<&str>, path: &str) -> Resu
         request.metadata_mut().insert("authorization", value);
     }
     let path = PathAndQuery::try_from(path.to_owned()).expect("a gRPC path");
-    grpc.unary(request, path, tonic_prost::ProstCodec::<(), ()>::default())
-        .await
-        .map(|_| ())
+    let mut answers = grpc
+        .server_streaming(request, path, tonic_prost::ProstCodec::<(), ()>::default())
+        .await?
+        .into_inner();
+    match tokio::time::timeout(FIRST_ANSWER, answers.message()).await {
+        Ok(first) => first.map(|_| ()),
+        Err(_still_open) => Ok(()),
+    }
 }
+
+/// How long [`grpc_empty`] waits for the first message or status after the headers.
+const FIRST_ANSWER: Duration = Duration::from_secs(2);
 
 /// Rate limits count in fixed one-minute windows aligned to the clock (shared with Redis), so
 /// a test that needs `needed` within one window waits for the next window when the current one

@@ -23,10 +23,10 @@ use tonic::Code;
 use crate::agents::{Agent, agent_key, wait_for, workdir};
 use crate::support::{AuthedChannel, Db, Server, send};
 
-type Client = DeploymentServiceClient<AuthedChannel>;
+pub(crate) type Client = DeploymentServiceClient<AuthedChannel>;
 
 /// The pool of the test environments' agent.
-const POOL: &str = "deploy";
+pub(crate) const POOL: &str = "deploy";
 
 /// A server, an agent in [`POOL`] working in a fresh directory, and `staging` and `production`
 /// environments whose deploy command appends `<environment> <service> <version>` to
@@ -40,7 +40,7 @@ async fn setup(db: Db) -> (Server, Agent, std::path::PathBuf, Client) {
 }
 
 /// A client of `s`, after creating the test environments (production probed at `health_url`).
-async fn environments(s: &Server, health_url: Option<String>) -> Client {
+pub(crate) async fn environments(s: &Server, health_url: Option<String>) -> Client {
     let mut client = DeploymentServiceClient::new(s.grpc_admin().await);
     for name in ["staging", "production"] {
         let env = pb::Environment {
@@ -63,7 +63,7 @@ async fn environments(s: &Server, health_url: Option<String>) -> Client {
 
 /// A short guard: a `window`-second window evaluated every second over a 60 s lookback, judging
 /// on `min_samples` samples.
-fn guard(window: u64, min_samples: u32) -> pb::GuardSettings {
+pub(crate) fn guard(window: u64, min_samples: u32) -> pb::GuardSettings {
     pb::GuardSettings {
         window_seconds: window,
         interval_seconds: 1,
@@ -73,7 +73,12 @@ fn guard(window: u64, min_samples: u32) -> pb::GuardSettings {
     }
 }
 
-async fn create(c: &mut Client, service: &str, version: &str, g: pb::GuardSettings) -> String {
+pub(crate) async fn create(
+    c: &mut Client,
+    service: &str,
+    version: &str,
+    g: pb::GuardSettings,
+) -> String {
     let created = c
         .create_deployment(pb::CreateDeploymentRequest {
             service: service.to_owned(),
@@ -90,7 +95,7 @@ async fn create(c: &mut Client, service: &str, version: &str, g: pb::GuardSettin
     created.id
 }
 
-async fn get(c: &mut Client, id: &str) -> pb::Deployment {
+pub(crate) async fn get(c: &mut Client, id: &str) -> pb::Deployment {
     c.get_deployment(pb::GetDeploymentRequest { id: id.to_owned() })
         .await
         .expect("get")
@@ -100,7 +105,7 @@ async fn get(c: &mut Client, id: &str) -> pb::Deployment {
 }
 
 /// Waits (at most `limit`) until the deployment is in `state`.
-async fn wait_state(
+pub(crate) async fn wait_state(
     c: &mut Client,
     id: &str,
     state: pb::DeploymentState,
@@ -120,7 +125,7 @@ async fn wait_state(
     }
 }
 
-async fn stage(c: &mut Client, id: &str) {
+pub(crate) async fn stage(c: &mut Client, id: &str) {
     let plan = c
         .stage_deployment(pb::StageDeploymentRequest { id: id.to_owned() })
         .await
@@ -131,7 +136,7 @@ async fn stage(c: &mut Client, id: &str) {
     assert!(plan.executed && plan.job_id.is_some(), "{plan:?}");
 }
 
-async fn promote(c: &mut Client, id: &str) -> pb::DeploymentPlan {
+pub(crate) async fn promote(c: &mut Client, id: &str) -> pb::DeploymentPlan {
     c.promote_deployment(pb::PromoteDeploymentRequest {
         id: id.to_owned(),
         execute: true,
@@ -340,6 +345,25 @@ async fn a_failing_gate_rolls_production_back_to_the_previous_version() {
         .filter(|e| e.verdict == pb::Verdict::Fail as i32)
         .count();
     assert_eq!(failed, 1, "one failed evaluation, then no more: {evals:?}");
+
+    // Prometheus text at /metrics, without credentials.
+    let metrics = s
+        .anon
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("switchyard_rollbacks_total{reason=\"failure_rate\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_gate_evaluations_total{outcome=\"FAIL\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

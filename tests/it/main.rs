@@ -7,6 +7,8 @@ mod agents_mtls;
 mod auth;
 mod cli;
 mod config;
+mod deploy_cli;
+mod deployment_notifications;
 mod deployments;
 mod grpc;
 mod log_tail;

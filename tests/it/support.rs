@@ -29,11 +29,17 @@ pub fn binary() -> Command {
         "SWITCHYARD_HTTP_ADDR",
         "SWITCHYARD_ADMIN_EMAIL",
         "SWITCHYARD_ADMIN_PASSWORD",
+        "SWITCHYARD_NOTIFY_OUTBOX_DIR",
     ] {
         cmd.env_remove(var);
     }
     cmd.env("LOG_LEVEL", "warn");
     cmd
+}
+
+/// A fresh outbox directory for a test server's notifications.
+fn outbox_dir() -> PathBuf {
+    std::env::temp_dir().join(switchyard_testkit::unique("sy-it-outbox-"))
 }
 
 /// The HMAC secret every test server signs with (tests forge tokens with it).
@@ -144,6 +150,8 @@ impl Server {
             .env("JWT_SECRET", JWT_SECRET)
             .env("SWITCHYARD_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("SWITCHYARD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // Notifications of tenants without webhooks go here, not into the checkout.
+            .env("SWITCHYARD_NOTIFY_OUTBOX_DIR", outbox_dir())
             .envs(extra.iter().copied())
             .stderr(stderr);
         let (mut child, mut stdout) = spawn(cmd);

@@ -22,7 +22,7 @@ pub enum Access {
 }
 
 /// One line of the table: the REST routes (`"METHOD /path"`, paths relative to the `/api`
-/// mount unless they start with `/auth` or are `/health`) and the gRPC methods
+/// mount unless they start with `/auth` or are `/health` or `/metrics`) and the gRPC methods
 /// (`"Service/Method"` in package `switchyard.v1`, or a fully qualified `/pkg.Service/` prefix)
 /// that require `access`.
 #[derive(Debug)]
@@ -52,6 +52,7 @@ pub static RULES: &[Rule] = &[
         Public,
         &[
             "GET /health",
+            "GET /metrics",
             "GET /ready",
             "GET /version",
             "GET /openapi.json",
@@ -163,7 +164,8 @@ pub static RULES: &[Rule] = &[
             "AgentService/RevokeRegistrationToken",
         ],
     ),
-    // Deployments: reading, creating and staging, and the production levers.
+    // Deployments: reading, creating and staging (and the tenant's webhooks), and the
+    // production levers.
     rule(
         S(DeploymentsRead),
         &[
@@ -173,7 +175,9 @@ pub static RULES: &[Rule] = &[
             "GET /dashboard/deployments/{id}",
             "GET /dashboard/deployments/{id}/events",
             "GET /dashboard/deployments/{id}/evaluations",
+            "GET /dashboard/deployments/{id}/notifications",
             "GET /dashboard/deployments/service/{name}",
+            "GET /dashboard/webhooks",
         ],
         &[
             "DeploymentService/ListEnvironments",
@@ -182,6 +186,8 @@ pub static RULES: &[Rule] = &[
             "DeploymentService/ListEvaluations",
             "DeploymentService/WatchDeployments",
             "DeploymentService/GetSummary",
+            "DeploymentService/ListWebhooks",
+            "DeploymentService/ListNotifications",
         ],
     ),
     rule(
@@ -191,12 +197,16 @@ pub static RULES: &[Rule] = &[
             "POST /dashboard/deployments",
             "POST /dashboard/deployments/{id}/staging",
             "POST /dashboard/signals",
+            "POST /dashboard/webhooks",
+            "DELETE /dashboard/webhooks/{id}",
         ],
         &[
             "DeploymentService/PutEnvironment",
             "DeploymentService/CreateDeployment",
             "DeploymentService/StageDeployment",
             "DeploymentService/ReportSignal",
+            "DeploymentService/CreateWebhook",
+            "DeploymentService/DeleteWebhook",
         ],
     ),
     rule(
@@ -241,6 +251,9 @@ pub static RULES: &[Rule] = &[
         ],
     ),
 ];
+
+/// The routes served at the root rather than under the API mount (besides `/auth/*`).
+pub const ROOT: [&str; 2] = ["/health", "/metrics"];
 
 /// The gRPC package every `Service/Method` entry lives in.
 pub const GRPC_PACKAGE: &str = "switchyard.v1";
@@ -305,9 +318,9 @@ pub fn for_http(method: &str, path: &str) -> Access {
         .filter(|rest| rest.is_empty() || rest.starts_with('/'));
     let path = match relative {
         // `/api/auth/...` is not a route: auth lives at the root.
-        Some(rest) if !rest.starts_with("/auth/") && rest != "/health" => rest,
+        Some(rest) if !rest.starts_with("/auth/") && !ROOT.contains(&rest) => rest,
         Some(_) => return Access::Authenticated,
-        None if path.starts_with("/auth/") || path == "/health" => path,
+        None if path.starts_with("/auth/") || ROOT.contains(&path) => path,
         None => return Access::Authenticated,
     };
     COMPILED

@@ -149,7 +149,7 @@ pub struct Plan {
 /// The deployment service.
 #[derive(Clone)]
 pub struct Deployments {
-    store: Arc<dyn DeploymentStore>,
+    pub(crate) store: Arc<dyn DeploymentStore>,
     queue: Queue,
     config: DeploymentsConfig,
 }
@@ -495,6 +495,7 @@ impl Deployments {
             plan.environment
         );
         let plan = self.execute(who, plan, None, Some(reason), message).await?;
+        count_rollback("manual");
         if let Some(job) = replaced {
             // The production step it interrupts: its outcome no longer matters, stop it.
             if let Err(e) = self.queue.cancel(who, job).await {
@@ -787,7 +788,8 @@ impl Deployments {
             }
             (DeploymentState::Promoting, false) => {
                 let reason = format!("the production deploy failed: {}", why());
-                self.roll_back_by_itself(d, reason, None).await
+                self.roll_back_by_itself(d, "production_step_failed", reason, None)
+                    .await
             }
             (DeploymentState::RollingBack, true) => {
                 let msg = format!(
@@ -850,10 +852,11 @@ impl Deployments {
     }
 
     /// Rolls `d` back to the version production ran before it, or ends it `FAILED` when there
-    /// was none.
+    /// was none; `cause` labels the rollback in the metrics.
     async fn roll_back_by_itself(
         &self,
         d: &Deployment,
+        cause: &str,
         reason: String,
         gate_failure: Option<String>,
     ) -> Result<()> {
@@ -893,6 +896,7 @@ impl Deployments {
             })
             .await?;
         self.queue.wake(env.pool).await;
+        count_rollback(cause);
         tracing::warn!(deployment = %after.id, service = %after.service, version = %after.version, reason = after.reason.as_deref().unwrap_or(""), "deployment rolling back by itself");
         Ok(())
     }
@@ -978,16 +982,22 @@ impl Deployments {
             .store
             .record_evaluation(&d.tenant, d.id, verdict, &gates, &inputs)
             .await?;
+        metrics::counter!(GATE_EVALUATIONS, "outcome" => verdict.as_str()).increment(1);
         tracing::info!(deployment = %d.id, service = %d.service, version = %d.version, %verdict, "guard evaluated");
         match verdict {
             Verdict::Fail => {
-                let failed: Vec<&str> = gates
+                let failed: Vec<_> = gates
                     .iter()
                     .filter(|g| g.verdict == Verdict::Fail)
-                    .map(|g| g.detail.as_str())
                     .collect();
-                let why = failed.join("; ");
-                self.roll_back_by_itself(d, format!("guard failed: {why}"), Some(why))
+                let why = failed
+                    .iter()
+                    .map(|g| g.detail.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                // Labelled by the first failed gate (bounded: four gate names).
+                let cause = failed.first().map_or("guard", |g| g.gate.as_str());
+                self.roll_back_by_itself(d, cause, format!("guard failed: {why}"), Some(why))
                     .await?;
             }
             Verdict::Pass if d.guard_ends_at.is_some_and(|end| evaluation.at >= end) => {
@@ -999,6 +1009,15 @@ impl Deployments {
         }
         Ok(evaluation)
     }
+}
+
+/// Rollbacks started, by cause: `manual`, `production_step_failed`, or the failed gate.
+pub const ROLLBACKS: &str = "switchyard_rollbacks_total";
+/// Gate evaluations, by outcome (`PASS`, `FAIL`, `INCONCLUSIVE`).
+pub const GATE_EVALUATIONS: &str = "switchyard_gate_evaluations_total";
+
+fn count_rollback(cause: &str) {
+    metrics::counter!(ROLLBACKS, "reason" => cause.to_owned()).increment(1);
 }
 
 /// The probes an evaluation reads: those of the lookback window, and none from before the

@@ -1,8 +1,9 @@
 //! The domain of Switchyard. [`queue::Queue`] validates requests, decides backoff, turns bus
 //! wake-ups into long-polling claims and runs the lease reaper; [`agents::Agents`] serves the
 //! agents' streams and the registry, and [`pools`] their pools and scaling signal;
-//! [`deployments::Deployments`] runs deployments and their guards ([`guard`] judges the gates);
-//! [`health`] answers readiness.
+//! [`deployments::Deployments`] runs deployments and their guards ([`guard`] judges the gates)
+//! and keeps the tenant's webhooks ([`webhooks`]), to which [`notify::Notifier`] delivers every
+//! state change; [`health`] answers readiness.
 //! It speaks only `switchyard-types`: no tonic, axum or sqlx type crosses this crate.
 
 pub mod agents;
@@ -10,10 +11,12 @@ pub mod deployments;
 mod dispatch;
 pub mod guard;
 pub mod health;
+pub mod notify;
 pub mod pools;
 pub mod queue;
 pub mod tail;
 mod validate;
+pub mod webhooks;
 
 pub use agents::{Agents, AgentsConfig, FromAgent, Hello, ToAgent};
 pub use deployments::{
@@ -21,5 +24,7 @@ pub use deployments::{
     PutEnvironment,
 };
 pub use health::{Check, Readiness};
+pub use notify::{Notifier, NotifierConfig};
 pub use queue::{ClaimJobs, EnqueueJob, ListJobs, Queue, QueueConfig};
 pub use tail::TailEvent;
+pub use webhooks::CreatedWebhook;

@@ -7,7 +7,7 @@ use switchyard_core::{
 use switchyard_proto::convert::{deployment_state_from_pb, required};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::deployment_service_server::DeploymentService;
-use switchyard_types::DeploymentId;
+use switchyard_types::{DeploymentId, WebhookId};
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 
@@ -299,5 +299,63 @@ impl DeploymentService for DeploymentGrpc {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ReportSignalResponse {}))
+    }
+
+    async fn create_webhook(
+        &self,
+        request: Request<pb::CreateWebhookRequest>,
+    ) -> Result<Response<pb::CreateWebhookResponse>, Status> {
+        let (who, req) = take(request)?;
+        let created = self
+            .deployments
+            .create_webhook(&who, req.url, req.secret)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::CreateWebhookResponse {
+            webhook: Some(created.webhook.into()),
+            secret: created.secret,
+        }))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        let (who, _) = take(request)?;
+        let found = self.deployments.webhooks(&who).await.map_err(to_status)?;
+        Ok(Response::new(pb::ListWebhooksResponse {
+            webhooks: found.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<pb::DeleteWebhookResponse>, Status> {
+        let (who, req) = take(request)?;
+        let id = req.id.parse::<WebhookId>().map_err(to_status)?;
+        let deleted = self
+            .deployments
+            .delete_webhook(&who, id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DeleteWebhookResponse {
+            webhook: Some(deleted.into()),
+        }))
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<pb::ListNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        let (who, req) = take(request)?;
+        let found = self
+            .deployments
+            .notifications(&who, id(&req.deployment_id, "deployment_id")?)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListNotificationsResponse {
+            notifications: found.into_iter().map(Into::into).collect(),
+        }))
     }
 }

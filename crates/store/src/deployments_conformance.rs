@@ -2,7 +2,7 @@
 //! migrated [`Stores`] (holding only the seeded `default` tenant);
 //! [`deployments_conformance_suite!`](crate::deployments_conformance_suite) turns the list into
 //! one `#[tokio::test]` per check for an adapter's factory (on a multi-threaded runtime for the
-//! race).
+//! races). The webhook and notification checks live in its `notifications` module.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,13 @@ use crate::conformance::new_job;
 use crate::identity_conformance::tenant;
 use crate::{DeploymentStore, Stores};
 
+mod notifications;
+pub use notifications::{
+    notifications_are_claimed_once_retried_and_given_up,
+    notifications_are_written_with_their_events, racing_claims_never_take_one_notification_twice,
+    webhooks_are_tenant_scoped_and_limited,
+};
+
 /// Generates one test per deployment conformance check, each on stores from `$make` (an async
 /// fn returning [`Stores`]).
 #[macro_export]
@@ -29,10 +36,14 @@ macro_rules! deployments_conformance_suite {
             the_guard_starts_with_a_release_and_each_tick_is_taken_once,
             finished_steps_are_found_by_their_jobs,
             version_figures_count_tagged_jobs_and_signals,
-            lists_filter_and_summaries_count);
+            lists_filter_and_summaries_count,
+            notifications_are_written_with_their_events,
+            notifications_are_claimed_once_retried_and_given_up,
+            webhooks_are_tenant_scoped_and_limited);
         $crate::deployments_conformance_suite!(@each $make,
             (flavor = "multi_thread", worker_threads = 4),
-            racing_promote_and_rollback_of_one_service_let_one_win);
+            racing_promote_and_rollback_of_one_service_let_one_win,
+            racing_claims_never_take_one_notification_twice);
     };
     (@each $make:path, $runtime:tt, $($check:ident),+ $(,)?) => {
         $(

@@ -27,6 +27,7 @@ pub mod identity_conformance;
 #[macro_use]
 mod identity_rows;
 mod job_logs;
+mod notification_rows;
 #[macro_use]
 mod limits;
 pub mod postgres;
@@ -34,11 +35,13 @@ mod postgres_agents;
 mod postgres_claim;
 mod postgres_deployments;
 mod postgres_identity;
+mod postgres_notifications;
 mod rows;
 pub mod sqlite;
 mod sqlite_agents;
 mod sqlite_deployments;
 mod sqlite_identity;
+mod sqlite_notifications;
 
 pub use agents::{AgentStore, Beat, StreamBeat};
 pub use deployments::{DeploymentStore, Release};

@@ -11,6 +11,7 @@ mod validate;
 // After `job`, whose `upper_enum!` they use.
 mod agent;
 mod deployment;
+mod notification;
 
 pub use agent::{
     Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken,
@@ -30,6 +31,10 @@ pub use job::{
     ClaimRequest, Job, JobFailure, JobFilter, JobId, JobState, Labels, LogAppend, LogChunk,
     MAX_BATCH, MAX_LOG_BYTES_PER_JOB, MAX_LOG_CHUNK_BYTES, MAX_PAYLOAD_BYTES, NewJob, Outcome,
     Page, Priority, QueueStats, ReapReport, TenantId,
+};
+pub use notification::{
+    DeploymentSnapshot, DueNotification, MAX_WEBHOOKS_PER_TENANT, Notification, NotificationState,
+    Webhook, WebhookId, WebhookTarget,
 };
 pub use principal::{Principal, PrincipalKind, Scope, ScopeSet};
 pub use validate::Violations;

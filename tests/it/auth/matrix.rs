@@ -75,7 +75,7 @@ fn http_routes() -> impl Iterator<Item = (&'static str, &'static str, Access)> {
 }
 
 /// The request for a table route: `{id}` is a fresh UUID, `{name}` a valid name; paths outside
-/// `/auth` and `/health` are under `/api`; POST, PUT and PATCH carry `body`.
+/// `/auth` and the root routes ([`policy::ROOT`]) are under `/api`; POST, PUT and PATCH carry `body`.
 fn request(
     s: &Server,
     client: &reqwest::Client,
@@ -86,7 +86,7 @@ fn request(
     let path = path
         .replace("{id}", &Uuid::new_v4().to_string())
         .replace("{name}", "it-role");
-    let url = if path.starts_with("/auth") || path == "/health" {
+    let url = if path.starts_with("/auth") || policy::ROOT.contains(&path.as_str()) {
         s.url(&path)
     } else {
         s.url(&format!("/api{path}"))

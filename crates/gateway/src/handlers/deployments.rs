@@ -1,18 +1,20 @@
 //! The deployment routes (DESIGN §3.2, §3.6): environments, deployments and their steps
 //! (staging, production, rollback; the last two dry runs unless told to execute), events,
-//! guard evaluations, signals and the dashboard summary. Paths are relative to the API mount.
+//! guard evaluations, signals and the dashboard summary; the tenant's webhooks and the delivery
+//! status of each deployment's notifications. Paths are relative to the API mount.
 
 use axum::extract::{Path, State};
 use switchyard_core::Deployments;
-use switchyard_types::{DeploymentId, Error};
+use switchyard_types::{DeploymentId, Error, WebhookId};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::dto::{
-    AcceptedView, CreateDeploymentBody, DeploymentView, EnvironmentView, EvaluationView, EventView,
-    EventsQuery, ListDeploymentsQuery, PlanView, PromoteBody, PutEnvironmentBody, RollbackBody,
-    ServiceDeploymentsQuery, SignalBody, SummaryView,
+    AcceptedView, CreateDeploymentBody, CreateWebhookBody, CreatedWebhookView, DeploymentView,
+    EnvironmentView, EvaluationView, EventView, EventsQuery, ListDeploymentsQuery,
+    NotificationView, PlanView, PromoteBody, PutEnvironmentBody, RollbackBody,
+    ServiceDeploymentsQuery, SignalBody, SummaryView, WebhookView,
 };
 use crate::envelope::{ApiError, Data};
 use crate::extract::{ApiJson, ApiJsonOrDefault, ApiQuery};
@@ -38,6 +40,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deployment_events))
         .routes(routes!(deployment_evaluations))
         .routes(routes!(report_signal))
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(delete_webhook))
+        .routes(routes!(deployment_notifications))
 }
 
 fn deployments(state: &AppState) -> Result<&Deployments, ApiError> {
@@ -247,4 +252,63 @@ async fn report_signal(
         )
         .await?;
     Ok(Data::accepted(AcceptedView { accepted: true }))
+}
+
+/// Adds a webhook: every later event of the caller's deployments (state changes and gate
+/// failures) is POSTed to it as JSON, signed (`X-Switchyard-Signature: t=<unix seconds>,
+/// v1=<hex HMAC-SHA256 of "<t>.<body>">`) and retried with backoff; receivers dedupe by
+/// `X-Switchyard-Delivery`. Without webhooks, notifications go to the outbox directory. The
+/// answer carries the secret (generated when left out): the only time it is shown. At most 20
+/// per tenant (409 beyond).
+#[utoipa::path(post, path = "/dashboard/webhooks", tag = "deployments", request_body = CreateWebhookBody,
+    responses((status = 201, body = Success<CreatedWebhookView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn create_webhook(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<CreateWebhookBody>,
+) -> Reply<CreatedWebhookView> {
+    let created = deployments(&state)?
+        .create_webhook(&who, body.url, body.secret)
+        .await?;
+    Ok(Data::created(created.into()))
+}
+
+/// The caller's webhooks, oldest first (never their secrets).
+#[utoipa::path(get, path = "/dashboard/webhooks", tag = "deployments",
+    responses((status = 200, body = Success<Vec<WebhookView>>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn list_webhooks(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> Reply<Vec<WebhookView>> {
+    let found = deployments(&state)?.webhooks(&who).await?;
+    Ok(Data::ok(found.into_iter().map(Into::into).collect()))
+}
+
+/// Deletes a webhook and its notifications (pending ones are not delivered).
+#[utoipa::path(delete, path = "/dashboard/webhooks/{id}", tag = "deployments",
+    params(("id" = String, Path, description = "Webhook id (UUID)")),
+    responses((status = 200, body = Success<WebhookView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn delete_webhook(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Reply<WebhookView> {
+    let id: WebhookId = id.parse().map_err(ApiError)?;
+    let deleted = deployments(&state)?.delete_webhook(&who, id).await?;
+    Ok(Data::ok(deleted.into()))
+}
+
+/// The delivery status of a deployment's notifications (to each webhook, or the outbox), by
+/// event: state, attempts, last error, delivery time.
+#[utoipa::path(get, path = "/dashboard/deployments/{id}/notifications", tag = "deployments",
+    params(("id" = String, Path, description = "Deployment id (UUID)")),
+    responses((status = 200, body = Success<Vec<NotificationView>>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn deployment_notifications(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Reply<Vec<NotificationView>> {
+    let id = deployment_id(&id)?;
+    let found = deployments(&state)?.notifications(&who, id).await?;
+    Ok(Data::ok(found.into_iter().map(Into::into).collect()))
 }

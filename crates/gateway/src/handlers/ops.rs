@@ -1,5 +1,5 @@
-//! Operational routes: liveness (`/health`, at the root), readiness and version (under the API
-//! mount), and the answer for unknown routes.
+//! Operational routes: liveness (`/health`) and Prometheus metrics (`/metrics`), at the root;
+//! readiness and version (under the API mount); and the answer for unknown routes.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,9 +21,26 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(version))
 }
 
-/// `/health`, for the OpenAPI document (the route itself is mounted at the root).
+/// `/health` and `/metrics`, mounted at the root.
 pub(crate) fn root_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health))
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+}
+
+/// Prometheus metrics in the text exposition format (not the envelope), names prefixed
+/// `switchyard_`.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn metrics() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        switchyard_telemetry::render_metrics(),
+    )
+        .into_response()
 }
 
 /// Liveness: the process answers HTTP. Checks no dependency, so a database outage does not get

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use switchyard_types::{
     Deployment, DeploymentEvent, DeploymentState, Environment, Error, Evaluation, GateResult,
-    GuardSettings, Result, StepKind, Verdict,
+    GuardSettings, Notification, NotificationState, Result, StepKind, Verdict, Webhook,
 };
 
 use super::{datetime, required, timestamp, unknown_enum};
@@ -212,6 +212,56 @@ impl From<Evaluation> for pb::Evaluation {
     }
 }
 
+impl From<NotificationState> for pb::NotificationState {
+    fn from(state: NotificationState) -> Self {
+        match state {
+            NotificationState::Pending => pb::NotificationState::Pending,
+            NotificationState::Delivered => pb::NotificationState::Delivered,
+            NotificationState::GivenUp => pb::NotificationState::GivenUp,
+        }
+    }
+}
+
+/// Reads a notification state off the wire (clients); `UNSPECIFIED` or unknown values are
+/// invalid.
+pub fn notification_state_from_pb(value: i32, field: &str) -> Result<NotificationState> {
+    match pb::NotificationState::try_from(value) {
+        Ok(pb::NotificationState::Pending) => Ok(NotificationState::Pending),
+        Ok(pb::NotificationState::Delivered) => Ok(NotificationState::Delivered),
+        Ok(pb::NotificationState::GivenUp) => Ok(NotificationState::GivenUp),
+        Ok(pb::NotificationState::Unspecified) => Err(Error::invalid(field, "is required")),
+        Err(_) => Err(unknown_enum(field, value)),
+    }
+}
+
+impl From<Webhook> for pb::Webhook {
+    fn from(w: Webhook) -> Self {
+        pb::Webhook {
+            id: w.id.to_string(),
+            url: w.url,
+            created_at: Some(timestamp(w.created_at)),
+        }
+    }
+}
+
+impl From<Notification> for pb::Notification {
+    fn from(n: Notification) -> Self {
+        pb::Notification {
+            id: n.id.to_string(),
+            webhook_id: n.webhook.map(|w| w.to_string()).unwrap_or_default(),
+            url: n.url.unwrap_or_default(),
+            state: pb::NotificationState::from(n.state).into(),
+            attempts: n.attempts,
+            last_error: n.last_error,
+            next_attempt_at: Some(timestamp(n.next_attempt_at)),
+            delivered_at: n.delivered_at.map(timestamp),
+            event_seq: n.event_seq,
+            event_kind: n.event_kind,
+            event_state: pb::DeploymentState::from(n.event_state).into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +279,11 @@ mod tests {
             assert_eq!(verdict_from_pb(n, "verdict").unwrap(), *v);
         }
         assert!(verdict_from_pb(0, "verdict").is_err());
+        for s in NotificationState::ALL {
+            let n = i32::from(pb::NotificationState::from(*s));
+            assert_eq!(notification_state_from_pb(n, "state").unwrap(), *s);
+        }
+        assert!(notification_state_from_pb(0, "state").is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod json;
 mod messages;
 
 pub use agent::agent_status_from_pb;
-pub use deployment::{deployment_state_from_pb, verdict_from_pb};
+pub use deployment::{deployment_state_from_pb, notification_state_from_pb, verdict_from_pb};
 pub use json::{json_object_to_struct, json_to_value, struct_to_json, value_to_json};
 pub use messages::outcome_from_pb;
 
