@@ -346,16 +346,30 @@ async fn a_failing_gate_rolls_production_back_to_the_previous_version() {
         .count();
     assert_eq!(failed, 1, "one failed evaluation, then no more: {evals:?}");
 
-    // Prometheus text at /metrics, without credentials.
-    let metrics = s
-        .anon
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // Prometheus text at /metrics, without credentials; the gauge of deployments by state
+    // catches up within its refresh interval.
+    let rolled_back = "switchyard_deployments{state=\"ROLLED_BACK\"} 1\n";
+    let deadline = Instant::now() + switchyard_core::GAUGE_EVERY + Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = s
+            .anon
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(rolled_back) || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(metrics.contains(rolled_back), "{metrics}");
+    assert!(
+        metrics.contains("switchyard_deployments{state=\"SUCCEEDED\"} 1\n"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("switchyard_rollbacks_total{reason=\"failure_rate\"} 1"),
         "{metrics}"

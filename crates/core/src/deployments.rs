@@ -733,9 +733,14 @@ impl Deployments {
     /// Drives every tenant's deployments every `tick` until `shutdown` fires: finished steps move
     /// their deployments on, due probes are issued and due evaluations made. Every replica runs
     /// one; the store lets exactly one of them make each change.
+    ///
+    /// It also refreshes the [`DEPLOYMENTS`] gauge, at once and every [`GAUGE_EVERY`].
     pub async fn run(&self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.config.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        describe_metrics();
+        let mut gauge = tokio::time::interval(GAUGE_EVERY);
+        gauge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -744,8 +749,25 @@ impl Deployments {
                         tracing::warn!(error = %e, "deployment driver pass failed");
                     }
                 }
+                _ = gauge.tick() => {
+                    if let Err(e) = self.count_by_state().await {
+                        tracing::warn!(error = %e, "counting deployments by state failed");
+                    }
+                }
             }
         }
+    }
+
+    /// Sets the [`DEPLOYMENTS`] gauge of every state from the store's counts (zero for states
+    /// no deployment is in).
+    async fn count_by_state(&self) -> Result<()> {
+        let counts = self.store.deployments_by_state().await?;
+        for state in DeploymentState::ALL {
+            let n = counts.get(state.as_str()).copied().unwrap_or(0);
+            #[allow(clippy::cast_precision_loss)] // counts stay far below 2^52
+            metrics::gauge!(DEPLOYMENTS, "state" => state.as_str()).set(n as f64);
+        }
+        Ok(())
     }
 
     /// One pass of the driver.
@@ -1011,10 +1033,21 @@ impl Deployments {
     }
 }
 
+/// Every tenant's deployments, by state; refreshed by each replica's driver.
+pub const DEPLOYMENTS: &str = "switchyard_deployments";
+/// How often the driver refreshes the [`DEPLOYMENTS`] gauge.
+pub const GAUGE_EVERY: Duration = Duration::from_secs(15);
 /// Rollbacks started, by cause: `manual`, `production_step_failed`, or the failed gate.
 pub const ROLLBACKS: &str = "switchyard_rollbacks_total";
 /// Gate evaluations, by outcome (`PASS`, `FAIL`, `INCONCLUSIVE`).
 pub const GATE_EVALUATIONS: &str = "switchyard_gate_evaluations_total";
+
+/// The help text of the deployment metrics, for `/metrics`.
+fn describe_metrics() {
+    metrics::describe_gauge!(DEPLOYMENTS, "Deployments of every tenant by state.");
+    metrics::describe_counter!(ROLLBACKS, "Rollbacks started, by reason.");
+    metrics::describe_counter!(GATE_EVALUATIONS, "Guard gate evaluations, by outcome.");
+}
 
 fn count_rollback(cause: &str) {
     metrics::counter!(ROLLBACKS, "reason" => cause.to_owned()).increment(1);

@@ -20,8 +20,8 @@ pub mod webhooks;
 
 pub use agents::{Agents, AgentsConfig, FromAgent, Hello, ToAgent};
 pub use deployments::{
-    CreateDeployment, Deployments, DeploymentsConfig, GuardChange, ListDeployments, Plan,
-    PutEnvironment,
+    CreateDeployment, DEPLOYMENTS, Deployments, DeploymentsConfig, GATE_EVALUATIONS, GAUGE_EVERY,
+    GuardChange, ListDeployments, Plan, PutEnvironment, ROLLBACKS,
 };
 pub use health::{Check, Readiness};
 pub use notify::{Notifier, NotifierConfig};

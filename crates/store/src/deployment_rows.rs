@@ -3,6 +3,8 @@
 //! `uuid`, `timestamptz`, `jsonb`), converted once here into the domain's types. And the rules
 //! both adapters share: which columns a transition sets, and the errors they report.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use switchyard_types::{
@@ -317,17 +319,26 @@ pub(crate) fn figures(
 
 /// Counts by state number, named.
 pub(crate) fn summary(jobs: &[(i16, i64)], deployments: &[(i16, i64)]) -> Result<Summary> {
-    let mut out = Summary::default();
+    let mut out = Summary {
+        deployments: deployment_counts(deployments)?,
+        ..Summary::default()
+    };
     for (state, n) in jobs {
         let state = JobState::from_i16(*state).ok_or_else(|| corrupt("job state"))?;
         out.jobs
             .insert(state.as_str().to_owned(), u64::try_from(*n).unwrap_or(0));
     }
-    for (s, n) in deployments {
-        out.deployments.insert(
-            state(*s)?.as_str().to_owned(),
-            u64::try_from(*n).unwrap_or(0),
-        );
-    }
     Ok(out)
+}
+
+/// Deployment counts by state number, named.
+pub(crate) fn deployment_counts(rows: &[(i16, i64)]) -> Result<BTreeMap<String, u64>> {
+    rows.iter()
+        .map(|(s, n)| {
+            Ok((
+                state(*s)?.as_str().to_owned(),
+                u64::try_from(*n).unwrap_or(0),
+            ))
+        })
+        .collect()
 }

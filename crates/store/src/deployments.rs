@@ -4,6 +4,7 @@
 //! notifications of its events. Every operation is scoped by tenant except the driver's and the
 //! notifier's scans, which serve every tenant.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -154,6 +155,10 @@ pub trait DeploymentStore: Send + Sync + 'static {
 
     /// The tenant's jobs and deployments counted by state.
     async fn summary(&self, tenant: &TenantId) -> Result<Summary>;
+
+    /// Every tenant's deployments counted by state name (states with none are absent): the
+    /// `switchyard_deployments` gauge.
+    async fn deployments_by_state(&self) -> Result<BTreeMap<String, u64>>;
 
     /// Stores a webhook of the tenant with its signing secret (both validated by `core`).
     /// `NotFound` when the tenant does not exist; `Conflict` when it has

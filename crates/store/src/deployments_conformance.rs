@@ -638,7 +638,7 @@ async fn ids(
 }
 
 /// Lists filter by service, state and environment and page by id; summaries count the
-/// tenant's jobs and deployments by state.
+/// tenant's jobs and deployments by state, and the gauge's counts every tenant's deployments.
 pub async fn lists_filter_and_summaries_count(stores: &Stores) {
     let store = stores.deployments.as_ref();
     let a = fresh(stores, "api", "1.0.0").await;
@@ -681,6 +681,9 @@ pub async fn lists_filter_and_summaries_count(stores: &Stores) {
     assert_eq!(summary.deployments["PENDING"], 2);
     assert_eq!(summary.deployments["STAGING"], 1);
     assert_eq!(summary.jobs["QUEUED"], 1);
+    // Across tenants, only the one with deployments has any.
+    let everyone = store.deployments_by_state().await.unwrap();
+    assert_eq!(everyone, summary.deployments);
     let other = tenant("other");
     stores
         .identity

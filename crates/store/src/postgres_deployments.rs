@@ -3,6 +3,7 @@
 //! index on the environment a deployment holds makes the loser of a race between deployments of
 //! one service fail (`Conflict`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -556,6 +557,15 @@ impl DeploymentStore for PgStore {
         .await
         .map_err(from_sqlx)?;
         crate::deployment_rows::summary(&jobs, &deployments)
+    }
+
+    async fn deployments_by_state(&self) -> Result<BTreeMap<String, u64>> {
+        let rows: Vec<(i16, i64)> =
+            sqlx::query_as("SELECT state, count(*) FROM deployments GROUP BY state")
+                .fetch_all(self.pool())
+                .await
+                .map_err(from_sqlx)?;
+        crate::deployment_rows::deployment_counts(&rows)
     }
 
     async fn create_webhook(&self, tenant: &TenantId, url: &str, secret: &str) -> Result<Webhook> {

@@ -1,6 +1,7 @@
 //! [`DeploymentStore`] on SQLite: instants are this process's clock, in milliseconds. Its one
 //! connection serialises every transaction, so a transition reads, decides and writes in one.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -572,6 +573,15 @@ impl DeploymentStore for SqliteStore {
         .await
         .map_err(from_sqlx)?;
         crate::deployment_rows::summary(&jobs, &deployments)
+    }
+
+    async fn deployments_by_state(&self) -> Result<BTreeMap<String, u64>> {
+        let rows: Vec<(i16, i64)> =
+            sqlx::query_as("SELECT state, count(*) FROM deployments GROUP BY state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+        crate::deployment_rows::deployment_counts(&rows)
     }
 
     async fn create_webhook(&self, tenant: &TenantId, url: &str, secret: &str) -> Result<Webhook> {
