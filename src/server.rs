@@ -93,11 +93,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     }
     let enrollments = Enrollments::new(stores.agents, plan.tls.signer.clone());
     let notifier = Notifier::new(
-        stores.deployments.clone(),
+        stores.notifications.clone(),
         NotifierConfig::new(plan.notify_outbox_dir.clone()),
     )?;
     let deployments = Deployments::new(
         stores.deployments,
+        stores.notifications,
         queue.clone(),
         DeploymentsConfig::default(),
     );

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use switchyard_store::DeploymentStore;
+use switchyard_store::{DeploymentStore, NotificationStore};
 use switchyard_types::{
     Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState, Environment,
     Error, Evaluation, GuardSettings, Job, JobState, Labels, NewDeployment, NewEnvironment, NewJob,
@@ -150,6 +150,7 @@ pub struct Plan {
 #[derive(Clone)]
 pub struct Deployments {
     pub(crate) store: Arc<dyn DeploymentStore>,
+    pub(crate) notifications: Arc<dyn NotificationStore>,
     queue: Queue,
     config: DeploymentsConfig,
 }
@@ -157,10 +158,17 @@ pub struct Deployments {
 const PAGE_TOKEN_PREFIX: &str = "d1.";
 
 impl Deployments {
-    /// Deployments over `store`, enqueueing their steps through `queue`.
-    pub fn new(store: Arc<dyn DeploymentStore>, queue: Queue, config: DeploymentsConfig) -> Self {
+    /// Deployments over `store`, with their webhooks and notifications in `notifications`,
+    /// enqueueing their steps through `queue`.
+    pub fn new(
+        store: Arc<dyn DeploymentStore>,
+        notifications: Arc<dyn NotificationStore>,
+        queue: Queue,
+        config: DeploymentsConfig,
+    ) -> Self {
         Deployments {
             store,
+            notifications,
             queue,
             config,
         }

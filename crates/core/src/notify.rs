@@ -29,7 +29,7 @@ use futures::StreamExt as _;
 use hmac::{Hmac, Mac as _};
 use rand::Rng as _;
 use sha2::Sha256;
-use switchyard_store::DeploymentStore;
+use switchyard_store::NotificationStore;
 use switchyard_types::{DueNotification, Error, Result, WebhookId, WebhookTarget};
 use tokio_util::sync::CancellationToken;
 
@@ -81,14 +81,14 @@ const ERROR_BODY_BYTES: usize = 256;
 /// Delivers notifications; see the module documentation.
 #[derive(Clone)]
 pub struct Notifier {
-    store: Arc<dyn DeploymentStore>,
+    store: Arc<dyn NotificationStore>,
     http: reqwest::Client,
     config: Arc<NotifierConfig>,
 }
 
 impl Notifier {
     /// A notifier over `store`.
-    pub fn new(store: Arc<dyn DeploymentStore>, config: NotifierConfig) -> Result<Self> {
+    pub fn new(store: Arc<dyn NotificationStore>, config: NotifierConfig) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))

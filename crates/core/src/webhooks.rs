@@ -83,7 +83,7 @@ impl Deployments {
         v.finish()?;
         let secret = secret.unwrap_or_else(new_secret);
         let webhook = self
-            .store
+            .notifications
             .create_webhook(&who.tenant, &url, &secret)
             .await?;
         tracing::info!(webhook = %webhook.id, by = %who.subject, "webhook created");
@@ -92,13 +92,13 @@ impl Deployments {
 
     /// The caller's webhooks, oldest first, without their secrets.
     pub async fn webhooks(&self, who: &Principal) -> Result<Vec<Webhook>> {
-        self.store.webhooks(&who.tenant).await
+        self.notifications.webhooks(&who.tenant).await
     }
 
     /// Deletes one of the caller's webhooks and its notifications; returns what it deleted.
     /// `NotFound` when absent or another tenant's.
     pub async fn delete_webhook(&self, who: &Principal, id: WebhookId) -> Result<Webhook> {
-        let deleted = self.store.delete_webhook(&who.tenant, id).await?;
+        let deleted = self.notifications.delete_webhook(&who.tenant, id).await?;
         tracing::info!(webhook = %id, by = %who.subject, "webhook deleted");
         Ok(deleted)
     }
@@ -111,7 +111,7 @@ impl Deployments {
         id: DeploymentId,
     ) -> Result<Vec<Notification>> {
         self.get(who, id).await?;
-        self.store.notifications(&who.tenant, id).await
+        self.notifications.notifications(&who.tenant, id).await
     }
 }
 

@@ -1,17 +1,16 @@
 //! Storage of deployments (DESIGN §3.6): environments, deployments and their state changes,
 //! what each environment runs (releases), the event log the watch stream and the notifier read,
-//! gate evaluations, health probes and the signals services report; the tenant's webhooks and the
-//! notifications of its events. Every operation is scoped by tenant except the driver's and the
-//! notifier's scans, which serve every tenant.
+//! gate evaluations, health probes and the signals services report. Every operation is scoped by
+//! tenant except the driver's scans, which serve every tenant.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use switchyard_types::{
-    Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DueNotification, Environment,
-    Evaluation, GateResult, Job, NewDeployment, NewEnvironment, NewJob, Notification, ProbeResult,
-    Result, Signal, Summary, TenantId, Transition, Verdict, VersionFigures, Webhook, WebhookId,
+    Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, Environment, Evaluation,
+    GateResult, Job, NewDeployment, NewEnvironment, NewJob, ProbeResult, Result, Signal, Summary,
+    TenantId, Transition, Verdict, VersionFigures,
 };
 
 /// What an environment runs now: the last production step that succeeded there.
@@ -39,8 +38,8 @@ pub trait DeploymentStore: Send + Sync + 'static {
     /// does not exist.
     ///
     /// Every event (here and in [`DeploymentStore::transition`]) is written with its
-    /// notifications, in the same transaction: one per webhook of the tenant, or one for the
-    /// outbox directory when it has none.
+    /// notifications ([`crate::NotificationStore`]), in the same transaction: one per webhook of
+    /// the tenant, or one for the outbox directory when it has none.
     async fn create_deployment(&self, new: &NewDeployment) -> Result<Deployment>;
 
     /// One deployment; `NotFound` when absent or another tenant's.
@@ -159,40 +158,4 @@ pub trait DeploymentStore: Send + Sync + 'static {
     /// Every tenant's deployments counted by state name (states with none are absent): the
     /// `switchyard_deployments` gauge.
     async fn deployments_by_state(&self) -> Result<BTreeMap<String, u64>>;
-
-    /// Stores a webhook of the tenant with its signing secret (both validated by `core`).
-    /// `NotFound` when the tenant does not exist; `Conflict` when it has
-    /// [`switchyard_types::MAX_WEBHOOKS_PER_TENANT`] already (checked atomically).
-    async fn create_webhook(&self, tenant: &TenantId, url: &str, secret: &str) -> Result<Webhook>;
-
-    /// The tenant's webhooks, oldest first (never their secrets).
-    async fn webhooks(&self, tenant: &TenantId) -> Result<Vec<Webhook>>;
-
-    /// Deletes a webhook and its notifications, delivered or not; returns what it deleted.
-    /// `NotFound` when absent or another tenant's.
-    async fn delete_webhook(&self, tenant: &TenantId, id: WebhookId) -> Result<Webhook>;
-
-    /// Claims up to `limit` pending notifications, of any tenant, whose next attempt is due
-    /// (database clock): each one's attempts grow by one and its next attempt becomes due
-    /// `lease` from now, so a claimer that dies leaves it to be claimed again then. Concurrent
-    /// claimers (replicas) never claim the same one. Returned oldest event first, each with its
-    /// event and, when it goes to a webhook, the webhook's URL and secret.
-    async fn due_notifications(&self, limit: u32, lease: Duration) -> Result<Vec<DueNotification>>;
-
-    /// Records a notification delivered. A no-op when it is no longer pending.
-    async fn notification_delivered(&self, id: i64) -> Result<()>;
-
-    /// Records a failed attempt and `error`: the next one is due `retry_after` from now, or,
-    /// with `None`, no more are made (given up). A no-op when it is no longer pending.
-    async fn notification_failed(
-        &self,
-        id: i64,
-        error: &str,
-        retry_after: Option<Duration>,
-    ) -> Result<()>;
-
-    /// The delivery status of every notification of the tenant's deployment `id`, by event,
-    /// then by webhook.
-    async fn notifications(&self, tenant: &TenantId, id: DeploymentId)
-    -> Result<Vec<Notification>>;
 }

@@ -28,6 +28,7 @@ pub mod identity_conformance;
 mod identity_rows;
 mod job_logs;
 mod notification_rows;
+mod notifications;
 #[macro_use]
 mod limits;
 pub mod postgres;
@@ -46,6 +47,7 @@ mod sqlite_notifications;
 pub use agents::{AgentStore, Beat, StreamBeat};
 pub use deployments::{DeploymentStore, Release};
 pub use identity::IdentityStore;
+pub use notifications::NotificationStore;
 
 /// How far the embedded migrations are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +209,8 @@ pub struct Stores {
     pub agents: Arc<dyn AgentStore>,
     /// Environments, deployments and their guards.
     pub deployments: Arc<dyn DeploymentStore>,
+    /// Webhooks and the notifications of deployments' events.
+    pub notifications: Arc<dyn NotificationStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -226,7 +230,8 @@ pub async fn open(url: &str, migrate: bool) -> Result<Stores> {
             queue: store.clone(),
             identity: store.clone(),
             agents: store.clone(),
-            deployments: store,
+            deployments: store.clone(),
+            notifications: store,
         })
     } else if url.starts_with("sqlite:") {
         let store = Arc::new(sqlite::SqliteStore::connect(url, migrate).await?);
@@ -234,7 +239,8 @@ pub async fn open(url: &str, migrate: bool) -> Result<Stores> {
             queue: store.clone(),
             identity: store.clone(),
             agents: store.clone(),
-            deployments: store,
+            deployments: store.clone(),
+            notifications: store,
         })
     } else {
         Err(Error::invalid(

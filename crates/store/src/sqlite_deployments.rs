@@ -8,10 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use switchyard_types::{
-    Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState, DueNotification,
-    Environment, Error, Evaluation, GateResult, Job, JobState, NewDeployment, NewEnvironment,
-    NewJob, Notification, ProbeResult, Result, Signal, Summary, TenantId, Transition, Verdict,
-    VersionFigures, Webhook, WebhookId,
+    Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState, Environment,
+    Error, Evaluation, GateResult, Job, JobState, NewDeployment, NewEnvironment, NewJob,
+    ProbeResult, Result, Signal, Summary, TenantId, Transition, Verdict, VersionFigures,
 };
 
 use crate::deployment_rows::{
@@ -24,7 +23,7 @@ use crate::error::from_sqlx;
 use crate::identity_rows::{at, missing};
 use crate::rows::millis;
 use crate::sqlite::{SqliteStore, enqueue_in, now_ms};
-use crate::sqlite_notifications::{self as notify, append_event};
+use crate::sqlite_notifications::append_event;
 
 type Row = DeploymentRow<String, i64, String>;
 
@@ -582,42 +581,5 @@ impl DeploymentStore for SqliteStore {
                 .await
                 .map_err(from_sqlx)?;
         crate::deployment_rows::deployment_counts(&rows)
-    }
-
-    async fn create_webhook(&self, tenant: &TenantId, url: &str, secret: &str) -> Result<Webhook> {
-        notify::create_webhook(self, tenant, url, secret).await
-    }
-
-    async fn webhooks(&self, tenant: &TenantId) -> Result<Vec<Webhook>> {
-        notify::webhooks(self, tenant).await
-    }
-
-    async fn delete_webhook(&self, tenant: &TenantId, id: WebhookId) -> Result<Webhook> {
-        notify::delete_webhook(self, tenant, id).await
-    }
-
-    async fn due_notifications(&self, limit: u32, lease: Duration) -> Result<Vec<DueNotification>> {
-        notify::due_notifications(self, limit, lease).await
-    }
-
-    async fn notification_delivered(&self, id: i64) -> Result<()> {
-        notify::notification_delivered(self, id).await
-    }
-
-    async fn notification_failed(
-        &self,
-        id: i64,
-        error: &str,
-        retry_after: Option<Duration>,
-    ) -> Result<()> {
-        notify::notification_failed(self, id, error, retry_after).await
-    }
-
-    async fn notifications(
-        &self,
-        tenant: &TenantId,
-        id: DeploymentId,
-    ) -> Result<Vec<Notification>> {
-        notify::notifications(self, tenant, id).await
     }
 }

@@ -1,8 +1,10 @@
-//! Webhooks and notifications on SQLite (the [`crate::DeploymentStore`] methods delegate here).
-//! Instants are this process's clock, in milliseconds; the one connection serialises every
+//! Webhooks and notifications on SQLite, and the events' notifications written in the
+//! deployment's transaction. Instants are this process's clock, in milliseconds; the one connection serialises every
 //! transaction, so a claim reads and marks its rows in one.
 
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use sqlx::SqliteConnection;
 use switchyard_types::{
@@ -17,6 +19,7 @@ use crate::notification_rows::{
     DUE_COLUMNS, DueRow, NOTIFICATION_COLUMNS, NotificationRow, WEBHOOK_COLUMNS, WebhookRow,
     no_webhook, snapshot_json, too_many_webhooks,
 };
+use crate::notifications::NotificationStore;
 use crate::rows::millis;
 use crate::sqlite::{SqliteStore, now_ms};
 
@@ -61,167 +64,158 @@ pub(crate) async fn append_event(
     Ok(())
 }
 
-pub(crate) async fn create_webhook(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    url: &str,
-    secret: &str,
-) -> Result<Webhook> {
-    let mut tx = store.pool.begin().await.map_err(from_sqlx)?;
-    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM webhooks WHERE tenant_id = ?1")
-        .bind(tenant.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(from_sqlx)?;
-    if existing >= MAX_WEBHOOKS_PER_TENANT as i64 {
-        return Err(too_many_webhooks());
-    }
-    let row: WebhookRow<String, i64> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO webhooks (id, tenant_id, url, secret, created_at)
+#[async_trait]
+impl NotificationStore for SqliteStore {
+    async fn create_webhook(&self, tenant: &TenantId, url: &str, secret: &str) -> Result<Webhook> {
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        let existing: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM webhooks WHERE tenant_id = ?1")
+                .bind(tenant.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+        if existing >= MAX_WEBHOOKS_PER_TENANT as i64 {
+            return Err(too_many_webhooks());
+        }
+        let row: WebhookRow<String, i64> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO webhooks (id, tenant_id, url, secret, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)
          RETURNING {WEBHOOK_COLUMNS}"
-    )))
-    .bind(WebhookId::new().to_string())
-    .bind(tenant.as_str())
-    .bind(url)
-    .bind(secret)
-    .bind(now_ms())
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(missing(format!("tenant {tenant}")))?;
-    tx.commit().await.map_err(from_sqlx)?;
-    row.decode::<Lite>()
-}
+        )))
+        .bind(WebhookId::new().to_string())
+        .bind(tenant.as_str())
+        .bind(url)
+        .bind(secret)
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(missing(format!("tenant {tenant}")))?;
+        tx.commit().await.map_err(from_sqlx)?;
+        row.decode::<Lite>()
+    }
 
-pub(crate) async fn webhooks(store: &SqliteStore, tenant: &TenantId) -> Result<Vec<Webhook>> {
-    let rows: Vec<WebhookRow<String, i64>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ?1 ORDER BY id"
-    )))
-    .bind(tenant.as_str())
-    .fetch_all(&store.pool)
-    .await
-    .map_err(from_sqlx)?;
-    rows.into_iter().map(|r| r.decode::<Lite>()).collect()
-}
+    async fn webhooks(&self, tenant: &TenantId) -> Result<Vec<Webhook>> {
+        let rows: Vec<WebhookRow<String, i64>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant_id = ?1 ORDER BY id"
+        )))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        rows.into_iter().map(|r| r.decode::<Lite>()).collect()
+    }
 
-pub(crate) async fn delete_webhook(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    id: WebhookId,
-) -> Result<Webhook> {
-    let row: Option<WebhookRow<String, i64>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM webhooks WHERE id = ?1 AND tenant_id = ?2 RETURNING {WEBHOOK_COLUMNS}"
-    )))
-    .bind(id.to_string())
-    .bind(tenant.as_str())
-    .fetch_optional(&store.pool)
-    .await
-    .map_err(from_sqlx)?;
-    row.ok_or_else(|| no_webhook(id))?.decode::<Lite>()
-}
+    async fn delete_webhook(&self, tenant: &TenantId, id: WebhookId) -> Result<Webhook> {
+        let row: Option<WebhookRow<String, i64>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM webhooks WHERE id = ?1 AND tenant_id = ?2 RETURNING {WEBHOOK_COLUMNS}"
+        )))
+        .bind(id.to_string())
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        row.ok_or_else(|| no_webhook(id))?.decode::<Lite>()
+    }
 
-pub(crate) async fn due_notifications(
-    store: &SqliteStore,
-    limit: u32,
-    lease: Duration,
-) -> Result<Vec<DueNotification>> {
-    let now = now_ms();
-    let mut tx = store.pool.begin().await.map_err(from_sqlx)?;
-    let rows: Vec<DueRow<String, i64, String>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {DUE_COLUMNS}
+    async fn due_notifications(&self, limit: u32, lease: Duration) -> Result<Vec<DueNotification>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        let rows: Vec<DueRow<String, i64, String>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DUE_COLUMNS}
          FROM notifications n JOIN deployment_events e ON e.seq = n.event_seq
               LEFT JOIN webhooks w ON w.id = n.webhook_id
          WHERE n.state = ?1 AND n.next_attempt_at <= ?2
          ORDER BY n.next_attempt_at, n.id
          LIMIT ?3"
-    )))
-    .bind(NotificationState::Pending.as_i16())
-    .bind(now)
-    .bind(i64::from(limit))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(from_sqlx)?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<i64> = rows.iter().map(DueRow::id).collect();
-    let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
-    sqlx::query(
-        "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = ?1
+        )))
+        .bind(NotificationState::Pending.as_i16())
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = rows.iter().map(DueRow::id).collect();
+        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
+        sqlx::query(
+            "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = ?1
          WHERE id IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(now + millis(lease))
-    .bind(ids)
-    .execute(&mut *tx)
-    .await
-    .map_err(from_sqlx)?;
-    tx.commit().await.map_err(from_sqlx)?;
-    let mut due = rows
-        .into_iter()
-        .map(|r| r.decode::<Lite>(1))
-        .collect::<Result<Vec<_>>>()?;
-    due.sort_by_key(|n| (n.event.seq, n.id));
-    Ok(due)
-}
+        )
+        .bind(now + millis(lease))
+        .bind(ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
+        let mut due = rows
+            .into_iter()
+            .map(|r| r.decode::<Lite>(1))
+            .collect::<Result<Vec<_>>>()?;
+        due.sort_by_key(|n| (n.event.seq, n.id));
+        Ok(due)
+    }
 
-pub(crate) async fn notification_delivered(store: &SqliteStore, id: i64) -> Result<()> {
-    sqlx::query(
-        "UPDATE notifications SET state = ?2, delivered_at = ?3 WHERE id = ?1 AND state = ?4",
-    )
-    .bind(id)
-    .bind(NotificationState::Delivered.as_i16())
-    .bind(now_ms())
-    .bind(NotificationState::Pending.as_i16())
-    .execute(&store.pool)
-    .await
-    .map_err(from_sqlx)?;
-    Ok(())
-}
+    async fn notification_delivered(&self, id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE notifications SET state = ?2, delivered_at = ?3 WHERE id = ?1 AND state = ?4",
+        )
+        .bind(id)
+        .bind(NotificationState::Delivered.as_i16())
+        .bind(now_ms())
+        .bind(NotificationState::Pending.as_i16())
+        .execute(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(())
+    }
 
-pub(crate) async fn notification_failed(
-    store: &SqliteStore,
-    id: i64,
-    error: &str,
-    retry_after: Option<Duration>,
-) -> Result<()> {
-    let state = match retry_after {
-        Some(_) => NotificationState::Pending,
-        None => NotificationState::GivenUp,
-    };
-    sqlx::query(
-        "UPDATE notifications SET
+    async fn notification_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_after: Option<Duration>,
+    ) -> Result<()> {
+        let state = match retry_after {
+            Some(_) => NotificationState::Pending,
+            None => NotificationState::GivenUp,
+        };
+        sqlx::query(
+            "UPDATE notifications SET
              state = ?2, last_error = ?3,
              next_attempt_at = CASE WHEN ?4 IS NULL THEN next_attempt_at ELSE ?5 + ?4 END
          WHERE id = ?1 AND state = ?6",
-    )
-    .bind(id)
-    .bind(state.as_i16())
-    .bind(error)
-    .bind(retry_after.map(millis))
-    .bind(now_ms())
-    .bind(NotificationState::Pending.as_i16())
-    .execute(&store.pool)
-    .await
-    .map_err(from_sqlx)?;
-    Ok(())
-}
+        )
+        .bind(id)
+        .bind(state.as_i16())
+        .bind(error)
+        .bind(retry_after.map(millis))
+        .bind(now_ms())
+        .bind(NotificationState::Pending.as_i16())
+        .execute(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(())
+    }
 
-pub(crate) async fn notifications(
-    store: &SqliteStore,
-    tenant: &TenantId,
-    id: DeploymentId,
-) -> Result<Vec<Notification>> {
-    let rows: Vec<NotificationRow<String, i64>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {NOTIFICATION_COLUMNS}
+    async fn notifications(
+        &self,
+        tenant: &TenantId,
+        id: DeploymentId,
+    ) -> Result<Vec<Notification>> {
+        let rows: Vec<NotificationRow<String, i64>> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {NOTIFICATION_COLUMNS}
          FROM notifications n JOIN deployment_events e ON e.seq = n.event_seq
               LEFT JOIN webhooks w ON w.id = n.webhook_id
          WHERE n.tenant_id = ?1 AND e.deployment_id = ?2 AND e.tenant_id = ?1
          ORDER BY e.seq, n.id"
-    )))
-    .bind(tenant.as_str())
-    .bind(id.to_string())
-    .fetch_all(&store.pool)
-    .await
-    .map_err(from_sqlx)?;
-    rows.into_iter().map(|r| r.decode::<Lite>()).collect()
+        )))
+        .bind(tenant.as_str())
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        rows.into_iter().map(|r| r.decode::<Lite>()).collect()
+    }
 }

@@ -47,6 +47,7 @@ pub async fn deployments_app() -> (Router, Deployments) {
     );
     let deployments = Deployments::new(
         stores.deployments.clone(),
+        stores.notifications.clone(),
         queue.clone(),
         DeploymentsConfig::default(),
     );
