@@ -3,22 +3,15 @@
 //! rollback are dry runs unless `--execute`, status shows and lists, watch exits by the
 //! deployment's outcome.
 
-use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::DeploymentState as St;
-use switchyard_proto::v1::deployment_service_client::DeploymentServiceClient;
 
 use crate::agents::{Agent, agent_key, workdir};
-use crate::support::{self, AuthedChannel, Db, Server};
-
-type Client = DeploymentServiceClient<AuthedChannel>;
-
-/// The pool of the test environments (and their agent).
-const POOL: &str = "deploy";
+use crate::deployments::{POOL, deploys, environments, get, wait_state};
+use crate::support::{self, Db, Server};
 
 /// Runs `switchyard deploy <args>` against `s` as the administrator; kills it after 30 s.
 fn deploy(s: &Server, args: &[&str]) -> Output {
@@ -102,63 +95,12 @@ fn create(s: &Server, service: &str, version: &str, extra: &[&str]) -> String {
     first[1].to_owned()
 }
 
-/// `staging` and `production` in [`POOL`], whose deploy command appends
-/// `<environment> <service> <version>` to `deploys.log` in the agent's directory.
-async fn environments(s: &Server) -> Client {
-    let mut c = DeploymentServiceClient::new(s.grpc_admin().await);
-    for name in ["staging", "production"] {
-        let environment = pb::Environment {
-            name: name.to_owned(),
-            pool: POOL.to_owned(),
-            deploy_command: "echo \"{{environment}} {{service}} {{version}}\" >> deploys.log"
-                .to_owned(),
-            ..Default::default()
-        };
-        c.put_environment(pb::PutEnvironmentRequest {
-            environment: Some(environment),
-        })
-        .await
-        .expect("put environment");
-    }
-    c
-}
-
-async fn get(c: &mut Client, id: &str) -> pb::Deployment {
-    c.get_deployment(pb::GetDeploymentRequest { id: id.to_owned() })
-        .await
-        .expect("get")
-        .into_inner()
-        .deployment
-        .unwrap()
-}
-
-/// Waits (at most 20 s) until the deployment is in one of `states`.
-async fn wait_state(c: &mut Client, id: &str, states: &[pb::DeploymentState]) -> pb::Deployment {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let d = get(c, id).await;
-        if states.iter().any(|s| d.state == *s as i32) {
-            return d;
-        }
-        assert!(Instant::now() < deadline, "{id} is not {states:?}: {d:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn deploys(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("deploys.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[tokio::test]
 async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
     let s = Server::start(Db::Sqlite, &[]).await;
     let dir = workdir();
     let _agent = Agent::start_in(POOL, "it-cli-deployer", &[&s], &agent_key(&s).await, &dir);
-    let mut c = environments(&s).await;
+    let mut c = environments(&s, None).await;
 
     // Create: the id and PENDING on the first line; the guard flags reach the server.
     let id = create(
@@ -193,7 +135,7 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
         "{out}"
     );
     assert!(out.contains("started job "), "{out}");
-    wait_state(&mut c, &id, &[St::Staged]).await;
+    wait_state(&mut c, &id, St::Staged, Duration::from_secs(20)).await;
     assert_eq!(deploys(&dir), ["staging checkout 1.2.3"]);
 
     // Promote without --execute: the plan, and nothing changes.
@@ -203,7 +145,7 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
         "STAGED -> PROMOTING",
         "production (pool deploy)",
         "1.2.3, replacing nothing",
-        "echo \"production checkout 1.2.3\" >> deploys.log",
+        "echo \"production checkout $SWITCHYARD_VERSION\" >> deploys.log",
         "dry run: nothing changed; add --execute to promote",
     ] {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
@@ -228,7 +170,7 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
         "{d:?}"
     );
     assert_eq!(d.step_job_id.as_deref(), Some(job));
-    wait_state(&mut c, &id, &[St::Guarding]).await;
+    wait_state(&mut c, &id, St::Guarding, Duration::from_secs(20)).await;
 
     // Status of one: its fields and, once the guard has judged, its evaluations.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -286,7 +228,7 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
 
     // Executed, it rolls back; a watch of it then replays its life and fails naming the end.
     ok(&s, &["rollback", &id, "--version", "1.2.2", "--execute"]);
-    wait_state(&mut c, &id, &[St::RolledBack]).await;
+    wait_state(&mut c, &id, St::RolledBack, Duration::from_secs(20)).await;
     let (out, err) = fails(&s, &["watch", &id]);
     let states: Vec<&str> = out.lines().filter_map(|l| l.split(' ').nth(1)).collect();
     assert_eq!(states.first(), Some(&"PENDING"), "{out}");
@@ -312,7 +254,7 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
             "--stage",
         ],
     );
-    wait_state(&mut c, &quick, &[St::Staged]).await;
+    wait_state(&mut c, &quick, St::Staged, Duration::from_secs(20)).await;
     ok(&s, &["promote", &quick, "--execute"]);
     let out = ok(&s, &["watch", &quick]);
     let last = out.lines().last().unwrap_or("");

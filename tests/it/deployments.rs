@@ -189,7 +189,8 @@ async fn tagged_jobs(s: &Server, service: &str, version: &str, command: &str, n:
     }
 }
 
-fn deploys(dir: &Path) -> Vec<String> {
+/// The lines the test environments' deploy command appended in the agent's directory `dir`.
+pub(crate) fn deploys(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("deploys.log"))
         .unwrap_or_default()
         .lines()

@@ -2,12 +2,11 @@
 //! types, see [`Dialect`]), and the errors they share.
 
 use switchyard_types::{
-    DeploymentEvent, DeploymentId, DeploymentSnapshot, DeploymentState, DueNotification, Error,
-    MAX_WEBHOOKS_PER_TENANT, Notification, NotificationState, Result, Webhook, WebhookId,
-    WebhookTarget,
+    DeploymentSnapshot, DeploymentState, DueNotification, Error, MAX_WEBHOOKS_PER_TENANT,
+    Notification, NotificationState, Result, Webhook, WebhookId, WebhookTarget,
 };
 
-use crate::deployment_rows::Dialect;
+use crate::deployment_rows::{Dialect, EventRow};
 use crate::identity_rows::{corrupt, tenant_id};
 
 fn state(n: i16) -> Result<DeploymentState> {
@@ -56,14 +55,8 @@ pub(crate) struct DueRow<I, T, J> {
     webhook_id: Option<I>,
     url: Option<String>,
     secret: Option<String>,
-    seq: i64,
-    tenant_id: String,
-    deployment_id: I,
-    kind: String,
-    state: i16,
-    from_state: Option<i16>,
-    message: String,
-    at: T,
+    #[sqlx(flatten)]
+    event: EventRow<I, T>,
 }
 
 impl<I, T, J> DueRow<I, T, J> {
@@ -77,7 +70,7 @@ impl<I, T, J> DueRow<I, T, J> {
         self,
         attempts_added: i32,
     ) -> Result<DueNotification> {
-        let tenant = tenant_id(&self.tenant_id)?;
+        let event = self.event.decode::<D>()?;
         let deployment: DeploymentSnapshot =
             serde_json::from_value(D::json(self.deployment)?).map_err(|_| corrupt("deployment"))?;
         let webhook = match (self.webhook_id, self.url, self.secret) {
@@ -92,18 +85,9 @@ impl<I, T, J> DueRow<I, T, J> {
         };
         Ok(DueNotification {
             id: self.id,
-            tenant: tenant.clone(),
+            tenant: event.tenant.clone(),
             attempts: count(self.attempts.saturating_add(attempts_added)),
-            event: DeploymentEvent {
-                seq: self.seq,
-                deployment: DeploymentId(D::id(self.deployment_id)?),
-                tenant,
-                kind: self.kind,
-                state: state(self.state)?,
-                from: self.from_state.map(state).transpose()?,
-                message: self.message,
-                at: D::at(self.at)?,
-            },
+            event,
             deployment,
             webhook,
         })
