@@ -8,42 +8,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::{Error, JobId, TenantId};
 
-/// A deployment's identity: a UUIDv7.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct DeploymentId(pub Uuid);
-
-impl DeploymentId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        DeploymentId(Uuid::now_v7())
-    }
-}
-
-impl Default for DeploymentId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for DeploymentId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for DeploymentId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Uuid::parse_str(s)
-            .map(DeploymentId)
-            .map_err(|_| Error::invalid("id", "is not a valid deployment id (UUID)"))
-    }
-}
+uuid_id!(
+    /// A deployment's identity: a UUIDv7.
+    DeploymentId,
+    "deployment"
+);
 
 upper_enum!(
     /// Where a deployment is in its life:

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::Error;
 
@@ -16,38 +15,11 @@ pub const MAX_BATCH: usize = 1000;
 /// The largest payload (serialised JSON) a job may carry.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
-/// A job's identity: a UUIDv7, so ids sort roughly by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JobId(pub Uuid);
-
-impl JobId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        JobId(Uuid::now_v7())
-    }
-}
-
-impl Default for JobId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for JobId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Uuid::parse_str(s)
-            .map(JobId)
-            .map_err(|_| Error::invalid("id", "is not a valid job id (UUID)"))
-    }
-}
+uuid_id!(
+    /// A job's identity: a UUIDv7, so ids sort roughly by creation time.
+    JobId,
+    "job"
+);
 
 /// A tenant's id: 1–64 characters of `[a-z0-9_-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

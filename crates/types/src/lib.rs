@@ -2,6 +2,8 @@
 //! error type shared by every crate. This crate does no I/O; every other crate speaks in it.
 
 mod error;
+#[macro_use]
+mod ids;
 mod identity;
 #[macro_use]
 mod job;
@@ -10,12 +12,17 @@ mod validate;
 
 // After `job`, whose `upper_enum!` they use.
 mod agent;
+mod artifact;
 mod deployment;
 mod notification;
 
 pub use agent::{
     Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken,
     Pool, PoolScale, PoolSettings, RegistrationToken, RegistrationTokenId, SpiffeId, is_pool_name,
+};
+pub use artifact::{
+    Artifact, ArtifactFilter, ArtifactId, ArtifactState, INGEST_KIND, IngestState,
+    MAX_ARTIFACT_NAME_BYTES, NewArtifact, is_artifact_name,
 };
 pub use deployment::{
     Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState, Environment,

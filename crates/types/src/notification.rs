@@ -8,45 +8,17 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::{Deployment, DeploymentEvent, DeploymentId, DeploymentState, Error, TenantId};
 
 /// The most webhooks one tenant may have.
 pub const MAX_WEBHOOKS_PER_TENANT: usize = 20;
 
-/// A webhook's identity: a UUIDv7.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WebhookId(pub Uuid);
-
-impl WebhookId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        WebhookId(Uuid::now_v7())
-    }
-}
-
-impl Default for WebhookId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for WebhookId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl FromStr for WebhookId {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Uuid::parse_str(s)
-            .map(WebhookId)
-            .map_err(|_| Error::invalid("id", "is not a valid webhook id (UUID)"))
-    }
-}
+uuid_id!(
+    /// A webhook's identity: a UUIDv7.
+    WebhookId,
+    "webhook"
+);
 
 /// Where a tenant's deployment notifications are sent. Its signing secret is never part of it:
 /// only the notifier reads secrets ([`WebhookTarget`]).

@@ -1,0 +1,165 @@
+//! Ingest (DESIGN §3.7): artifacts uploaded with their metadata, each upload a job of kind
+//! `ingest` in the tenant's ingest pool. The content lives in the artifact store under a key the
+//! server generates; these are the rows that describe it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, JobId, JobState, TenantId};
+
+uuid_id!(
+    /// An artifact's identity: a UUIDv7.
+    ArtifactId,
+    "artifact"
+);
+
+upper_enum!(
+    /// Where an artifact is in its life: `STORED` until its retention ends, then `EXPIRED`
+    /// (its content deleted, its row kept as the record).
+    ArtifactState, "state" {
+        /// Its content is in the artifact store.
+        Stored = "STORED" => 0,
+        /// Its retention ended and its content was deleted.
+        Expired = "EXPIRED" => 1,
+    }
+);
+
+upper_enum!(
+    /// An upload's status, from its job's state: `QUEUED` (queued or claimed), `PROCESSING`
+    /// (running on an agent), `COMPLETED`, or `FAILED` (dead-lettered or cancelled).
+    IngestState, "state" {
+        /// Waiting for an agent.
+        Queued = "QUEUED" => 0,
+        /// An agent processes it.
+        Processing = "PROCESSING" => 1,
+        /// Processed.
+        Completed = "COMPLETED" => 2,
+        /// Failed for good: dead-lettered or cancelled.
+        Failed = "FAILED" => 3,
+    }
+);
+
+impl IngestState {
+    /// The upload status a job in `state` has (a job waiting for a retry is `QUEUED` again).
+    pub fn of(state: JobState) -> IngestState {
+        match state {
+            JobState::Queued | JobState::Claimed => IngestState::Queued,
+            JobState::Running => IngestState::Processing,
+            JobState::Completed => IngestState::Completed,
+            JobState::DeadLettered | JobState::Cancelled => IngestState::Failed,
+        }
+    }
+}
+
+/// The job kind of an upload.
+pub const INGEST_KIND: &str = "ingest";
+
+/// The longest artifact name, in bytes.
+pub const MAX_ARTIFACT_NAME_BYTES: usize = 255;
+
+/// Whether `name` may name an artifact: 1–255 bytes, no `/` or `\`, no control characters, and
+/// not `.` or `..`. Names are shown and offered as download file names, never used as paths.
+pub fn is_artifact_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_ARTIFACT_NAME_BYTES
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
+/// An artifact about to be recorded: its content is already in the artifact store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewArtifact {
+    /// Its id (also part of its storage key).
+    pub id: ArtifactId,
+    /// The name the client gave (validated by [`is_artifact_name`]).
+    pub name: String,
+    /// The media type the client gave, or `application/octet-stream`.
+    pub content_type: String,
+    /// The SHA-256 of its content, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where its content is in the artifact store (generated, never from the client).
+    pub storage_key: String,
+}
+
+/// A stored (or expired) artifact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    /// Its id.
+    pub id: ArtifactId,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// The upload's job.
+    pub job: JobId,
+    /// The name the client gave.
+    pub name: String,
+    /// Its media type.
+    pub content_type: String,
+    /// The SHA-256 of its content, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where its content is in the artifact store.
+    pub storage_key: String,
+    /// Whether its content is still stored.
+    pub state: ArtifactState,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+    /// When its retention ends.
+    pub expires_at: DateTime<Utc>,
+    /// When the sweeper deleted its content.
+    pub expired_at: Option<DateTime<Utc>>,
+}
+
+/// Which artifacts a list returns: the tenant's, newest first, optionally of one upload,
+/// after the page token's id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArtifactFilter {
+    /// Only this upload's.
+    pub job: Option<JobId>,
+    /// At most this many (1–500).
+    pub limit: u32,
+    /// Only those older than this one (the previous page's last).
+    pub before: Option<ArtifactId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cannot_be_paths() {
+        for good in ["report.pdf", "build log.txt", ".env", "a..b", "日本.txt"] {
+            assert!(is_artifact_name(good), "{good}");
+        }
+        let long = "a".repeat(MAX_ARTIFACT_NAME_BYTES + 1);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../../etc/passwd",
+            "dir/file",
+            "c:\\windows",
+            "nul\0byte",
+            "line\nbreak",
+            long.as_str(),
+        ] {
+            assert!(!is_artifact_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_job_state_has_an_upload_status() {
+        assert_eq!(IngestState::of(JobState::Claimed), IngestState::Queued);
+        assert_eq!(IngestState::of(JobState::Running), IngestState::Processing);
+        assert_eq!(IngestState::of(JobState::DeadLettered), IngestState::Failed);
+        assert_eq!(IngestState::of(JobState::Completed), IngestState::Completed);
+    }
+}
