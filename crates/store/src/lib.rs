@@ -16,6 +16,9 @@ use switchyard_types::{
 
 pub mod agents;
 pub mod agents_conformance;
+mod artifact_rows;
+mod artifacts;
+pub mod artifacts_conformance;
 mod batch;
 pub mod conformance;
 mod deployment_rows;
@@ -33,6 +36,7 @@ mod notifications;
 mod limits;
 pub mod postgres;
 mod postgres_agents;
+mod postgres_artifacts;
 mod postgres_claim;
 mod postgres_deployments;
 mod postgres_identity;
@@ -40,11 +44,13 @@ mod postgres_notifications;
 mod rows;
 pub mod sqlite;
 mod sqlite_agents;
+mod sqlite_artifacts;
 mod sqlite_deployments;
 mod sqlite_identity;
 mod sqlite_notifications;
 
 pub use agents::{AgentStore, Beat, StreamBeat};
+pub use artifacts::ArtifactStore;
 pub use deployments::{DeploymentStore, Release};
 pub use identity::IdentityStore;
 pub use notifications::NotificationStore;
@@ -211,6 +217,8 @@ pub struct Stores {
     pub deployments: Arc<dyn DeploymentStore>,
     /// Webhooks and the notifications of deployments' events.
     pub notifications: Arc<dyn NotificationStore>,
+    /// The records of uploaded artifacts.
+    pub artifacts: Arc<dyn ArtifactStore>,
 }
 
 impl std::fmt::Debug for Stores {
@@ -231,7 +239,8 @@ pub async fn open(url: &str, migrate: bool) -> Result<Stores> {
             identity: store.clone(),
             agents: store.clone(),
             deployments: store.clone(),
-            notifications: store,
+            notifications: store.clone(),
+            artifacts: store,
         })
     } else if url.starts_with("sqlite:") {
         let store = Arc::new(sqlite::SqliteStore::connect(url, migrate).await?);
@@ -240,7 +249,8 @@ pub async fn open(url: &str, migrate: bool) -> Result<Stores> {
             identity: store.clone(),
             agents: store.clone(),
             deployments: store.clone(),
-            notifications: store,
+            notifications: store.clone(),
+            artifacts: store,
         })
     } else {
         Err(Error::invalid(

@@ -1,0 +1,45 @@
+//! Storage of artifacts' records (DESIGN §3.7): what each upload stored, under which key, until
+//! when. The content itself is in the artifact store (`switchyard-blobs`); these rows are how it
+//! is found, listed, and expired. Every operation is scoped by tenant except the sweeper's
+//! claim and the stored-bytes total, which serve every tenant.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchyard_types::{
+    Artifact, ArtifactFilter, ArtifactId, Job, NewArtifact, NewJob, Result, TenantId,
+};
+
+/// Artifacts' records; implemented by both databases.
+#[async_trait]
+pub trait ArtifactStore: Send + Sync + 'static {
+    /// Records an upload in one transaction: enqueues its `job` (as the queue's enqueue does)
+    /// and stores its `artifacts` (`STORED`, of that job, retained `retention` from now, database
+    /// clock). Either both are stored or neither. `NotFound` when the tenant does not exist;
+    /// `AlreadyExists` when an artifact id or storage key is taken.
+    async fn create_upload(
+        &self,
+        job: &NewJob,
+        artifacts: &[NewArtifact],
+        retention: Duration,
+    ) -> Result<(Job, Vec<Artifact>)>;
+
+    /// One artifact; `NotFound` when absent or another tenant's (expired ones are found).
+    async fn artifact(&self, tenant: &TenantId, id: ArtifactId) -> Result<Artifact>;
+
+    /// The tenant's artifacts that `filter` selects, newest first.
+    async fn artifacts(&self, tenant: &TenantId, filter: &ArtifactFilter) -> Result<Vec<Artifact>>;
+
+    /// Claims up to `limit` `STORED` artifacts of any tenant whose retention has ended
+    /// (database clock), oldest expiry first, for the sweeper: each is held for `lease`, so a
+    /// concurrent claimer (another replica) skips it, and a claimer that dies leaves it to be
+    /// claimed again once the lease ends.
+    async fn due_expirations(&self, limit: u32, lease: Duration) -> Result<Vec<Artifact>>;
+
+    /// Marks an artifact `EXPIRED` (now, database clock) once its content is deleted. Returns
+    /// whether this call did it: false when it was expired already.
+    async fn mark_expired(&self, id: ArtifactId) -> Result<bool>;
+
+    /// The bytes of every tenant's `STORED` artifacts.
+    async fn stored_bytes(&self) -> Result<u64>;
+}

@@ -1,0 +1,150 @@
+//! Artifacts' records on SQLite. Instants are this process's clock, in milliseconds; the one
+//! connection serialises every statement, so the sweeper's claim is a single `UPDATE` that
+//! selects and leases its rows at once.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use switchyard_types::{
+    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Job, NewArtifact, NewJob, Result, TenantId,
+};
+
+use crate::artifact_rows::{
+    ARTIFACT_COLUMNS, ArtifactRow, db_size, no_artifact, no_tenant, the_job,
+};
+use crate::artifacts::ArtifactStore;
+use crate::deployment_rows::Lite;
+use crate::error::from_sqlx;
+use crate::rows::millis;
+use crate::sqlite::{SqliteStore, enqueue_in, now_ms};
+
+type Row = ArtifactRow<String, i64>;
+
+#[async_trait]
+impl ArtifactStore for SqliteStore {
+    async fn create_upload(
+        &self,
+        job: &NewJob,
+        artifacts: &[NewArtifact],
+        retention: Duration,
+    ) -> Result<(Job, Vec<Artifact>)> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = ?1")
+            .bind(job.tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        if found.is_none() {
+            return Err(no_tenant(&job.tenant));
+        }
+        let job = the_job(enqueue_in(&mut tx, std::slice::from_ref(job)).await?)?;
+        let mut stored = Vec::with_capacity(artifacts.len());
+        for a in artifacts {
+            let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO artifacts (id, tenant_id, job_id, name, content_type, sha256, size,
+                                        storage_key, state, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 RETURNING {ARTIFACT_COLUMNS}"
+            )))
+            .bind(a.id.to_string())
+            .bind(job.tenant.as_str())
+            .bind(job.id.to_string())
+            .bind(&a.name)
+            .bind(&a.content_type)
+            .bind(&a.sha256)
+            .bind(db_size(a)?)
+            .bind(&a.storage_key)
+            .bind(ArtifactState::Stored.as_i16())
+            .bind(now)
+            .bind(now.saturating_add(millis(retention)))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+            stored.push(row.decode::<Lite>()?);
+        }
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok((job, stored))
+    }
+
+    async fn artifact(&self, tenant: &TenantId, id: ArtifactId) -> Result<Artifact> {
+        let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE id = ?1 AND tenant_id = ?2"
+        )))
+        .bind(id.to_string())
+        .bind(tenant.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        row.ok_or_else(|| no_artifact(id))?.decode::<Lite>()
+    }
+
+    async fn artifacts(&self, tenant: &TenantId, filter: &ArtifactFilter) -> Result<Vec<Artifact>> {
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {ARTIFACT_COLUMNS} FROM artifacts
+             WHERE tenant_id = ?1 AND (?2 IS NULL OR job_id = ?2) AND (?3 IS NULL OR id < ?3)
+             ORDER BY id DESC LIMIT ?4"
+        )))
+        .bind(tenant.as_str())
+        .bind(filter.job.map(|j| j.to_string()))
+        .bind(filter.before.map(|b| b.to_string()))
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        rows.into_iter().map(Row::decode::<Lite>).collect()
+    }
+
+    async fn due_expirations(&self, limit: u32, lease: Duration) -> Result<Vec<Artifact>> {
+        let now = now_ms();
+        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE artifacts SET sweep_until = ?1
+             WHERE id IN (
+                 SELECT id FROM artifacts
+                 WHERE state = ?2 AND expires_at <= ?3
+                   AND (sweep_until IS NULL OR sweep_until <= ?3)
+                 ORDER BY expires_at, id
+                 LIMIT ?4)
+             RETURNING {ARTIFACT_COLUMNS}"
+        )))
+        .bind(now.saturating_add(millis(lease)))
+        .bind(ArtifactState::Stored.as_i16())
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        let mut due = rows
+            .into_iter()
+            .map(Row::decode::<Lite>)
+            .collect::<Result<Vec<_>>>()?;
+        // RETURNING follows no order.
+        due.sort_by_key(|a| (a.expires_at, a.id));
+        Ok(due)
+    }
+
+    async fn mark_expired(&self, id: ArtifactId) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE artifacts SET state = ?2, expired_at = ?3, sweep_until = NULL
+             WHERE id = ?1 AND state = ?4",
+        )
+        .bind(id.to_string())
+        .bind(ArtifactState::Expired.as_i16())
+        .bind(now_ms())
+        .bind(ArtifactState::Stored.as_i16())
+        .execute(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn stored_bytes(&self) -> Result<u64> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COALESCE(sum(size), 0) FROM artifacts WHERE state = ?1")
+                .bind(ArtifactState::Stored.as_i16())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
+}
