@@ -60,6 +60,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     /// TLS on the gRPC port and the agents' CA.
     pub tls: TlsArgs,
+    #[command(flatten)]
+    /// Ingest: the artifact store, retention and limits.
+    pub ingest: IngestArgs,
     /// Where deployment notifications of tenants without webhooks are written as JSON files
     /// (`<dir>/<tenant>/<event seq>-<notification id>.json`).
     #[arg(
@@ -142,6 +145,49 @@ impl AgentTimingArgs {
             lease: std::time::Duration::from_secs(self.agent_lease_seconds),
             ..Default::default()
         })
+    }
+}
+
+/// Ingest settings, shared by `serve` and `dev`.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// Where artifact content is stored: a directory (or `file:///dir`), or `memory://` (lost
+    /// at exit) [default: `<data dir>/artifacts` under `dev`, else ./.switchyard/artifacts].
+    #[arg(long, env = "SWITCHYARD_ARTIFACTS_URL")]
+    pub artifacts_url: Option<String>,
+    /// The pool of the agents that process uploads.
+    #[arg(long, env = "SWITCHYARD_INGEST_POOL", default_value = "ingest")]
+    pub ingest_pool: String,
+    /// How many days artifacts are kept.
+    #[arg(long, env = "SWITCHYARD_ARTIFACT_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub artifact_retention_days: u64,
+    /// The largest file of an upload, in MiB.
+    #[arg(long, env = "SWITCHYARD_MAX_FILE_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub max_file_mb: u64,
+    /// The largest upload (all its files), in MiB.
+    #[arg(long, env = "SWITCHYARD_MAX_UPLOAD_MB", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub max_upload_mb: u64,
+}
+
+impl IngestArgs {
+    /// Where the artifacts go (`default_dir` unless configured) and ingest's settings.
+    pub fn plan(&self, default_dir: &std::path::Path) -> (String, switchyard_core::IngestConfig) {
+        let location = self
+            .artifacts_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| default_dir.display().to_string());
+        let config = switchyard_core::IngestConfig {
+            pool: self.ingest_pool.clone(),
+            max_file_bytes: self.max_file_mb << 20,
+            max_upload_bytes: self.max_upload_mb << 20,
+            retention: std::time::Duration::from_secs(self.artifact_retention_days * 86_400),
+            ..Default::default()
+        };
+        (location, config)
     }
 }
 
@@ -333,6 +379,9 @@ pub struct DevArgs {
     #[command(flatten)]
     /// The agents' stream timings.
     pub agents: AgentTimingArgs,
+    #[command(flatten)]
+    /// Ingest: the artifact store, retention and limits.
+    pub ingest: IngestArgs,
 }
 
 #[cfg(test)]
@@ -381,6 +430,13 @@ mod tests {
                 agent_cert_ttl_hours: 168,
                 grpc_plaintext: false,
                 agent_tokens: None,
+            },
+            ingest: IngestArgs {
+                artifacts_url: None,
+                ingest_pool: "ingest".to_owned(),
+                artifact_retention_days: 30,
+                max_file_mb: 1024,
+                max_upload_mb: 4096,
             },
             notify_outbox_dir: PathBuf::from("./.switchyard/outbox"),
         }

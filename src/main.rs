@@ -152,6 +152,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 tls: tls::dev(&args.data_dir)?,
                 demo_environments: true,
                 notify_outbox_dir: args.data_dir.join("outbox"),
+                ingest: args.ingest.plan(&args.data_dir.join("artifacts")),
             };
             tracing::info!(dashboard = %format!("http://{}", args.http_addr), "switchyard dev");
             Ok(server::run(plan).await?)
@@ -179,6 +180,9 @@ async fn run(command: Command) -> Result<(), Failure> {
                 tls: tls::serve(&args.tls)?,
                 demo_environments: false,
                 notify_outbox_dir: args.notify_outbox_dir.clone(),
+                ingest: args
+                    .ingest
+                    .plan(std::path::Path::new("./.switchyard/artifacts")),
             };
             Ok(server::run(plan).await?)
         }

@@ -12,8 +12,8 @@ use switchyard_bus::local::LocalBus;
 use switchyard_bus::redis::RedisBus;
 use switchyard_bus::{Bus, Counters};
 use switchyard_core::{
-    Agents, AgentsConfig, Deployments, DeploymentsConfig, Notifier, NotifierConfig, PutEnvironment,
-    Queue, QueueConfig,
+    Agents, AgentsConfig, Deployments, DeploymentsConfig, Ingest, IngestConfig, Notifier,
+    NotifierConfig, PutEnvironment, Queue, QueueConfig,
 };
 use switchyard_gateway::{AppState, BuildInfo};
 use switchyard_telemetry::mask_url;
@@ -49,6 +49,9 @@ pub struct Plan {
     pub demo_environments: bool,
     /// Where deployment notifications of tenants without webhooks are written.
     pub notify_outbox_dir: std::path::PathBuf,
+    /// Where artifact content is stored (see `switchyard_blobs::Blobs::open`), and ingest's
+    /// settings.
+    pub ingest: (String, IngestConfig),
 }
 
 /// The version, commit and build time stamped by `build.rs`.
@@ -105,6 +108,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     if plan.demo_environments {
         demo_environments(&deployments).await?;
     }
+    let (artifacts_url, ingest_config) = plan.ingest.clone();
+    let blobs = switchyard_blobs::Blobs::open(&artifacts_url)
+        .with_context(|| format!("cannot open the artifact store at {artifacts_url}"))?;
+    let ingest = Ingest::new(stores.artifacts, blobs, queue.clone(), ingest_config);
     // One lease plus the agents' longest reconnect pause: every live agent is back before it ends.
     let grace = plan.agents.lease + switchyard_agent::RECONNECT_BACKOFF_MAX;
     let renewed = queue.grant_restart_grace(grace).await?;
@@ -142,6 +149,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     .with_agents(agents.clone(), enrollments.clone())
     .await
     .with_deployments(deployments.clone())
+    .await
+    .with_ingest(ingest.clone())
     .await;
     if let Some(tls) = plan.tls.tls.clone() {
         grpc = grpc.with_tls(tls);
@@ -151,6 +160,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         .with_identity(auth.identity.clone(), auth.gate.clone())
         .with_agents(agents.clone(), enrollments)
         .with_deployments(deployments.clone())
+        .with_ingest(ingest)
         .with_cors(cors);
     let router = switchyard_gateway::router(state);
     let http_task = tokio::spawn(

@@ -11,6 +11,7 @@ mod deploy_cli;
 mod deployment_notifications;
 mod deployments;
 mod grpc;
+mod ingest;
 mod log_tail;
 mod promises;
 mod rest;

@@ -30,6 +30,7 @@ pub fn binary() -> Command {
         "SWITCHYARD_ADMIN_EMAIL",
         "SWITCHYARD_ADMIN_PASSWORD",
         "SWITCHYARD_NOTIFY_OUTBOX_DIR",
+        "SWITCHYARD_ARTIFACTS_URL",
     ] {
         cmd.env_remove(var);
     }
@@ -38,8 +39,9 @@ pub fn binary() -> Command {
 }
 
 /// A fresh outbox directory for a test server's notifications.
-fn outbox_dir() -> PathBuf {
-    std::env::temp_dir().join(switchyard_testkit::unique("sy-it-outbox-"))
+/// A fresh directory path under the system's temporary directory.
+pub fn temp_path(prefix: &str) -> PathBuf {
+    std::env::temp_dir().join(switchyard_testkit::unique(prefix))
 }
 
 /// The HMAC secret every test server signs with (tests forge tokens with it).
@@ -150,8 +152,10 @@ impl Server {
             .env("JWT_SECRET", JWT_SECRET)
             .env("SWITCHYARD_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("SWITCHYARD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            // Notifications of tenants without webhooks go here, not into the checkout.
-            .env("SWITCHYARD_NOTIFY_OUTBOX_DIR", outbox_dir())
+            // Notifications of tenants without webhooks and artifacts go here, not into the
+            // checkout (a test's `extra` may point replicas at one shared artifact store).
+            .env("SWITCHYARD_NOTIFY_OUTBOX_DIR", temp_path("sy-it-outbox-"))
+            .env("SWITCHYARD_ARTIFACTS_URL", temp_path("sy-it-artifacts-"))
             .envs(extra.iter().copied())
             .stderr(stderr);
         let (mut child, mut stdout) = spawn(cmd);

@@ -42,7 +42,7 @@ const fn rule(access: Access, http: &'static [&'static str], rpc: &'static [&'st
 use Access::{Agent, Public, Scope as S};
 use Scope::{
     Admin, AgentsAdmin, AgentsRead, DeploymentsPromote, DeploymentsRead, DeploymentsWrite,
-    JobsRead, JobsWrite,
+    IngestWrite, JobsRead, JobsWrite,
 };
 
 /// The table. Order does not matter; every route and method appears once.
@@ -162,6 +162,23 @@ pub static RULES: &[Rule] = &[
             "AgentService/CreateRegistrationToken",
             "AgentService/ListRegistrationTokens",
             "AgentService/RevokeRegistrationToken",
+        ],
+    ),
+    // Ingest: uploading, and reading uploads' status and artifacts (reads of the tenant's jobs).
+    rule(S(IngestWrite), &["POST /ingest"], &["IngestService/Upload"]),
+    rule(
+        S(JobsRead),
+        &[
+            "GET /status/{id}",
+            "GET /ingest/artifacts",
+            "GET /ingest/artifacts/{id}",
+            "GET /ingest/artifacts/{id}/content",
+        ],
+        &[
+            "IngestService/GetStatus",
+            "IngestService/WatchStatus",
+            "IngestService/ListArtifacts",
+            "IngestService/DownloadArtifact",
         ],
     ),
     // Deployments: reading, creating and staging (and the tenant's webhooks), and the

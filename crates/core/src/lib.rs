@@ -11,6 +11,7 @@ pub mod deployments;
 mod dispatch;
 pub mod guard;
 pub mod health;
+pub mod ingest;
 pub mod notify;
 pub mod pools;
 pub mod queue;
@@ -24,6 +25,7 @@ pub use deployments::{
     GuardChange, ListDeployments, Plan, PutEnvironment, ROLLBACKS,
 };
 pub use health::{Check, Readiness};
+pub use ingest::{Ingest, IngestConfig, ListArtifacts, MAX_METADATA_BYTES, UploadPart, Uploaded};
 pub use notify::{Notifier, NotifierConfig};
 pub use queue::{ClaimJobs, EnqueueJob, ListJobs, Queue, QueueConfig};
 pub use tail::TailEvent;

@@ -93,17 +93,25 @@ pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 /// is still sending) can read the answer instead of meeting a reset connection.
 pub const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 
-/// Answers a body whose `Content-Length` exceeds [`crate::MAX_BODY_BYTES`] with `413 too_large`
-/// before any handler runs. Bodies up to [`DRAIN_LIMIT`] are drained first (bounded by 10 s);
-/// larger ones get the answer at once with `Connection: close`.
-pub async fn reject_oversize_body(request: Request, next: Next) -> Response {
+/// Holds request bodies to [`crate::MAX_BODY_BYTES`]: a larger declared `Content-Length` is
+/// answered `413 too_large` before any handler runs (bodies up to [`DRAIN_LIMIT`] are drained
+/// first, bounded by 10 s; larger ones get the answer at once with `Connection: close`), and a
+/// body that turns out longer fails when read (`413` too). Streamed uploads (`POST /api/ingest`)
+/// are exempt: core limits each file and the whole upload as it streams.
+pub async fn limit_body(request: Request, next: Next) -> Response {
+    if crate::handlers::ingest::is_streamed_upload(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
     let declared = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let Some(len) = declared.filter(|len| *len > crate::MAX_BODY_BYTES as u64) else {
-        return next.run(request).await;
+        let limited = request.map(|body| {
+            axum::body::Body::new(http_body_util::Limited::new(body, crate::MAX_BODY_BYTES))
+        });
+        return next.run(limited).await;
     };
     let error = ApiError(Error::too_large(format!(
         "the body is {len} bytes; at most {} are accepted",

@@ -36,11 +36,10 @@ use axum::routing::get;
 use serde::Serialize;
 use switchyard_auth::layer::{AuthLayer, Edge, Gate};
 use switchyard_auth::{Enrollments, Identity};
-use switchyard_core::{Agents, Deployments, Queue};
+use switchyard_core::{Agents, Deployments, Ingest, Queue};
 use switchyard_types::Principal;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::ToSchema;
 
@@ -85,6 +84,8 @@ pub struct AppState {
     pub enrollments: Option<Enrollments>,
     /// Environments and deployments; `None` answers the `/dashboard` deployment routes `503`.
     pub deployments: Option<Deployments>,
+    /// Uploads and artifacts; `None` answers the ingest routes `503`.
+    pub ingest: Option<Ingest>,
 }
 
 impl AppState {
@@ -100,6 +101,7 @@ impl AppState {
             agents: None,
             enrollments: None,
             deployments: None,
+            ingest: None,
         }
     }
 
@@ -120,6 +122,12 @@ impl AppState {
     /// Serves the environment, deployment, signal and summary routes from `deployments`.
     pub fn with_deployments(mut self, deployments: Deployments) -> Self {
         self.deployments = Some(deployments);
+        self
+    }
+
+    /// Serves the upload, status and artifact routes from `ingest`.
+    pub fn with_ingest(mut self, ingest: Ingest) -> Self {
+        self.ingest = Some(ingest);
         self
     }
 
@@ -173,13 +181,10 @@ fn with_layers(routes: Router, gate: Arc<Gate>, cors_origins: Vec<HeaderValue>) 
             // the Principal in the request or answers 401/403/429 itself. Inside the span so
             // refusals are logged with the request id, and the span learns the tenant.
             .layer(AuthLayer::new(gate, Edge::Http, HttpReject))
-            // A declared oversize body is answered 413 before routing, after draining it so
-            // the client can read the answer (a reset connection would hide it).
-            .layer(axum::middleware::from_fn(layers::reject_oversize_body))
-            // Rejects bodies over MAX_BODY_BYTES before buffering them (413 too_large).
-            // Innermost because it changes the request body type, which only the routes (not
-            // the middleware above) accept.
-            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
+            // Bodies over MAX_BODY_BYTES are 413 (a declared one before routing, after
+            // draining it so the client can read the answer; a longer one when read), except
+            // streamed uploads, which core limits as they stream.
+            .layer(axum::middleware::from_fn(layers::limit_body)),
     );
     if cors_origins.is_empty() {
         return routes;

@@ -24,6 +24,7 @@ pub mod agent;
 pub mod auth;
 pub mod deployment;
 pub mod error;
+pub mod ingest;
 pub mod queue;
 mod request;
 pub mod transport;
@@ -35,10 +36,11 @@ use std::sync::Arc;
 
 use switchyard_auth::layer::{AuthLayer, Edge, Gate, Reject};
 use switchyard_auth::{Enrollments, Identity};
-use switchyard_core::{Agents, Deployments, Queue};
+use switchyard_core::{Agents, Deployments, Ingest, Queue};
 use switchyard_proto::v1::agent_service_server::AgentServiceServer;
 use switchyard_proto::v1::auth_service_server::AuthServiceServer;
 use switchyard_proto::v1::deployment_service_server::DeploymentServiceServer;
+use switchyard_proto::v1::ingest_service_server::IngestServiceServer;
 use switchyard_proto::v1::queue_service_server::QueueServiceServer;
 use switchyard_types::Principal;
 use tokio::net::TcpListener;
@@ -52,6 +54,7 @@ pub use agent::AgentGrpc;
 pub use auth::AuthGrpc;
 pub use deployment::DeploymentGrpc;
 pub use error::to_status;
+pub use ingest::IngestGrpc;
 pub use queue::QueueGrpc;
 pub use transport::Tls;
 
@@ -64,6 +67,12 @@ pub const AGENT_SERVICE: &str = <AgentServiceServer<AgentGrpc> as NamedService>:
 /// The fully qualified name of the deployment service.
 pub const DEPLOYMENT_SERVICE: &str =
     <DeploymentServiceServer<DeploymentGrpc> as NamedService>::NAME;
+
+/// The fully qualified name of the ingest service.
+pub const INGEST_SERVICE: &str = <IngestServiceServer<IngestGrpc> as NamedService>::NAME;
+
+/// The largest upload message: a 4 MiB chunk with room for its framing, or the 64 KiB metadata.
+pub const MAX_UPLOAD_MESSAGE_BYTES: usize = MAX_REQUEST_BYTES + 64 * 1024;
 
 /// The fully qualified name of the queue service, as health checks and reflection know it.
 pub const QUEUE_SERVICE: &str = <QueueServiceServer<QueueGrpc> as NamedService>::NAME;
@@ -186,6 +195,19 @@ impl GrpcApi {
         self.services.push(DEPLOYMENT_SERVICE);
         self.health
             .set_service_status(DEPLOYMENT_SERVICE, ServingStatus::Serving)
+            .await;
+        self
+    }
+
+    /// Adds `IngestService` over `ingest` (reported `SERVING`).
+    pub async fn with_ingest(mut self, ingest: Ingest) -> Self {
+        self.routes = self.routes.add_service(
+            IngestServiceServer::new(IngestGrpc::new(ingest))
+                .max_decoding_message_size(MAX_UPLOAD_MESSAGE_BYTES),
+        );
+        self.services.push(INGEST_SERVICE);
+        self.health
+            .set_service_status(INGEST_SERVICE, ServingStatus::Serving)
             .await;
         self
     }

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, JobId, JobState, TenantId};
+use crate::{Error, Job, JobId, JobState, TenantId};
 
 uuid_id!(
     /// An artifact's identity: a UUIDv7.
@@ -116,6 +116,50 @@ pub struct Artifact {
     pub expires_at: DateTime<Utc>,
     /// When the sweeper deleted its content.
     pub expired_at: Option<DateTime<Utc>>,
+}
+
+/// Where an upload is: its job's state, as an upload status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestStatus {
+    /// The upload's job.
+    pub job: JobId,
+    /// Its status.
+    pub state: IngestState,
+    /// Percent done: 0 until it completes, then 100 (agents do not report finer progress yet).
+    pub progress: u8,
+    /// The job's own state.
+    pub job_state: JobState,
+    /// The attempt that runs or ran it (0 before the first claim).
+    pub attempt: u32,
+    /// Why its last attempt failed, when one did.
+    pub error: Option<String>,
+    /// When the job last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl IngestStatus {
+    /// The status of the upload whose job is `job`.
+    pub fn of(job: &Job) -> IngestStatus {
+        let state = IngestState::of(job.state);
+        IngestStatus {
+            job: job.id,
+            state,
+            progress: if state == IngestState::Completed {
+                100
+            } else {
+                0
+            },
+            job_state: job.state,
+            attempt: job.attempt,
+            error: job.failures.last().map(|f| f.error.clone()),
+            updated_at: job.updated_at,
+        }
+    }
+
+    /// Whether it will change no more.
+    pub fn is_final(&self) -> bool {
+        matches!(self.state, IngestState::Completed | IngestState::Failed)
+    }
 }
 
 /// Which artifacts a list returns: the tenant's, newest first, optionally of one upload,

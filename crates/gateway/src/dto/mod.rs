@@ -65,6 +65,7 @@ enum_schema!(
 // After `enum_schema!`, which they use.
 pub mod agents;
 pub mod deployments;
+pub mod ingest;
 pub mod notifications;
 
 pub use agents::{
@@ -77,6 +78,7 @@ pub use deployments::{
     EventsQuery, GateView, GuardBody, GuardView, ListDeploymentsQuery, PlanView, PromoteBody,
     PutEnvironmentBody, RollbackBody, ServiceDeploymentsQuery, SignalBody, SummaryView,
 };
+pub use ingest::{ArtifactView, ListArtifactsQuery, UploadStatusView, UploadView};
 pub use notifications::{CreateWebhookBody, CreatedWebhookView, NotificationView, WebhookView};
 
 /// The OpenAPI schema of labels: a map from label name to value (both strings).

@@ -5,6 +5,7 @@ pub(crate) mod admin;
 pub(crate) mod agents;
 pub(crate) mod auth;
 pub(crate) mod deployments;
+pub(crate) mod ingest;
 pub(crate) mod ops;
 pub(crate) mod queue;
 
@@ -20,5 +21,6 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(admin::routes())
         .merge(agents::routes())
         .merge(deployments::routes())
+        .merge(ingest::routes())
         .merge(ops::api_routes())
 }

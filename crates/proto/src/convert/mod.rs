@@ -13,6 +13,7 @@
 mod agent;
 mod deployment;
 mod identity;
+mod ingest;
 pub mod json;
 mod messages;
 

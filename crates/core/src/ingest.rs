@@ -1,0 +1,463 @@
+//! Ingest (DESIGN §3.7): uploads of metadata and files. Each file is streamed to the artifact
+//! store under a generated key, hashed and counted on the way; then, in one transaction, the
+//! artifacts are recorded and the upload's job (kind `ingest`) is enqueued in the ingest pool.
+//! An upload that fails, is refused or is cut off part-way stores nothing: the content already
+//! written is deleted before the error is returned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt as _};
+use switchyard_blobs::{BlobWriter, Blobs};
+use switchyard_store::ArtifactStore;
+use switchyard_types::{
+    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Error, INGEST_KIND, IngestStatus, JobId,
+    Labels, NewArtifact, NewJob, Page, Principal, Priority, Result, is_artifact_name,
+};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::queue::Queue;
+use crate::validate::Violations;
+
+/// Ingest's limits and defaults.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// The pool whose agents process uploads.
+    pub pool: String,
+    /// The largest file, in bytes.
+    pub max_file_bytes: u64,
+    /// The largest upload (all its files), in bytes.
+    pub max_upload_bytes: u64,
+    /// The most files in one upload.
+    pub max_files: usize,
+    /// How long artifacts are kept.
+    pub retention: Duration,
+    /// How long an upload's job may run.
+    pub job_timeout: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            pool: "ingest".to_owned(),
+            max_file_bytes: 1 << 30,
+            max_upload_bytes: 4 << 30,
+            max_files: 100,
+            retention: Duration::from_secs(30 * 86_400),
+            job_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The largest metadata object, serialised.
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+/// The media type of a file uploaded without one.
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+/// How often a status watch looks at the job.
+pub const STATUS_POLL: Duration = Duration::from_millis(250);
+
+/// One part of an upload, as the edges receive it: a file begins, or the current file's next
+/// bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadPart {
+    /// A file begins.
+    File {
+        /// Its name.
+        name: String,
+        /// Its media type, if the client gave one.
+        content_type: Option<String>,
+    },
+    /// The current file's next bytes.
+    Chunk(Bytes),
+}
+
+/// What an upload stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uploaded {
+    /// The upload's job.
+    pub job: JobId,
+    /// Its artifacts, in upload order.
+    pub artifacts: Vec<Artifact>,
+}
+
+/// A page request of artifacts.
+#[derive(Debug, Clone, Default)]
+pub struct ListArtifacts {
+    /// Only this upload's.
+    pub job: Option<JobId>,
+    /// At most this many (default 50, 1–500).
+    pub limit: Option<u32>,
+    /// From a previous page's `next_page_token`.
+    pub page_token: Option<String>,
+}
+
+const PAGE_TOKEN_PREFIX: &str = "a1.";
+
+/// The ingest service: uploads, their status, and their artifacts.
+#[derive(Clone)]
+pub struct Ingest {
+    store: Arc<dyn ArtifactStore>,
+    blobs: Blobs,
+    queue: Queue,
+    config: IngestConfig,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("blobs", &self.blobs)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ingest {
+    /// Ingest over `store` (the records) and `blobs` (the content), reading jobs through
+    /// `queue`.
+    pub fn new(
+        store: Arc<dyn ArtifactStore>,
+        blobs: Blobs,
+        queue: Queue,
+        config: IngestConfig,
+    ) -> Self {
+        Ingest {
+            store,
+            blobs,
+            queue,
+            config,
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &IngestConfig {
+        &self.config
+    }
+
+    /// Stores an upload: `metadata` (a JSON object) and the files `parts` carries, then records
+    /// them and enqueues the upload's job. `parts` yields an error when the client's stream
+    /// breaks off; that error is returned, and nothing is stored. The work runs on its own
+    /// task, so a caller that goes away mid-upload still leaves nothing behind.
+    pub async fn upload<S>(
+        &self,
+        who: &Principal,
+        metadata: serde_json::Value,
+        parts: S,
+    ) -> Result<Uploaded>
+    where
+        S: Stream<Item = Result<UploadPart>> + Send + 'static,
+    {
+        let mut v = Violations::default();
+        if !metadata.is_object() {
+            v.add("metadata", "must be a JSON object");
+        } else if serde_json::to_vec(&metadata).map_or(usize::MAX, |b| b.len()) > MAX_METADATA_BYTES
+        {
+            v.add(
+                "metadata",
+                format!("must be at most {MAX_METADATA_BYTES} bytes"),
+            );
+        }
+        v.finish()?;
+        let this = self.clone();
+        let who = who.clone();
+        tokio::spawn(async move { this.store_upload(&who, metadata, parts).await })
+            .await
+            .map_err(|e| Error::internal(format!("upload task failed: {e}")))?
+    }
+
+    async fn store_upload<S>(
+        &self,
+        who: &Principal,
+        metadata: serde_json::Value,
+        parts: S,
+    ) -> Result<Uploaded>
+    where
+        S: Stream<Item = Result<UploadPart>> + Send,
+    {
+        let mut written: Vec<NewArtifact> = Vec::new();
+        let outcome = self.write_files(who, parts, &mut written).await;
+        let recorded = match outcome {
+            Ok(()) => self.record(who, metadata, &written).await,
+            Err(e) => Err(e),
+        };
+        if recorded.is_err() {
+            self.delete_all(&written).await;
+        }
+        recorded
+    }
+
+    /// Streams every file of `parts` to the artifact store, pushing each finished one onto
+    /// `written` (so the caller can delete them all on a failure).
+    async fn write_files<S>(
+        &self,
+        who: &Principal,
+        parts: S,
+        written: &mut Vec<NewArtifact>,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<UploadPart>> + Send,
+    {
+        let mut parts = std::pin::pin!(parts);
+        let mut current: Option<(PendingFile, BlobWriter)> = None;
+        let mut total: u64 = 0;
+        let result: Result<()> = async {
+            while let Some(part) = parts.next().await {
+                match part? {
+                    UploadPart::File { name, content_type } => {
+                        if let Some((file, writer)) = current.take() {
+                            written.push(file.finish(writer).await?);
+                        }
+                        let index = written.len();
+                        if index >= self.config.max_files {
+                            return Err(Error::too_large(format!(
+                                "an upload carries at most {} files",
+                                self.config.max_files
+                            )));
+                        }
+                        let file = PendingFile::new(&who.tenant, index, name, content_type)?;
+                        let writer = self
+                            .blobs
+                            .writer(&file.storage_key, self.config.max_file_bytes)
+                            .await?;
+                        current = Some((file, writer));
+                    }
+                    UploadPart::Chunk(bytes) => {
+                        let Some((_, writer)) = current.as_mut() else {
+                            return Err(Error::invalid("file", "bytes came before any file began"));
+                        };
+                        total = total.saturating_add(bytes.len() as u64);
+                        if total > self.config.max_upload_bytes {
+                            return Err(Error::too_large(format!(
+                                "an upload may carry at most {} bytes",
+                                self.config.max_upload_bytes
+                            )));
+                        }
+                        writer.write(bytes).await?;
+                    }
+                }
+            }
+            if let Some((file, writer)) = current.take() {
+                written.push(file.finish(writer).await?);
+            }
+            Ok(())
+        }
+        .await;
+        if let Some((_, writer)) = current
+            && let Err(e) = writer.abort().await
+        {
+            tracing::warn!(error = %e, "aborting a partial artifact failed");
+        }
+        result
+    }
+
+    /// Records the artifacts and enqueues the upload's job, in one transaction.
+    async fn record(
+        &self,
+        who: &Principal,
+        metadata: serde_json::Value,
+        artifacts: &[NewArtifact],
+    ) -> Result<Uploaded> {
+        let listed: Vec<serde_json::Value> = artifacts
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "id": a.id.to_string(),
+                    "name": a.name,
+                    "content_type": a.content_type,
+                    "sha256": a.sha256,
+                    "size": a.size,
+                })
+            })
+            .collect();
+        let job = NewJob {
+            tenant: who.tenant.clone(),
+            pool: self.config.pool.clone(),
+            kind: INGEST_KIND.to_owned(),
+            payload: serde_json::json!({ "metadata": metadata, "artifacts": listed }),
+            priority: Priority::Normal,
+            labels: Labels::new(),
+            tags: Labels::new(),
+            max_attempts: 3,
+            timeout: self.config.job_timeout,
+            run_at: None,
+            delay: Duration::ZERO,
+            idempotency_key: None,
+            concurrency_key: None,
+            concurrency_limit: 0,
+        };
+        let (job, artifacts) = self
+            .store
+            .create_upload(&job, artifacts, self.config.retention)
+            .await?;
+        self.queue.wake(job.pool.clone()).await;
+        tracing::info!(job = %job.id, files = artifacts.len(), by = %who.subject, "upload stored");
+        Ok(Uploaded {
+            job: job.id,
+            artifacts,
+        })
+    }
+
+    async fn delete_all(&self, artifacts: &[NewArtifact]) {
+        for a in artifacts {
+            if let Err(e) = self.blobs.delete(&a.storage_key).await {
+                tracing::warn!(error = %e, key = %a.storage_key, "deleting an abandoned artifact failed");
+            }
+        }
+    }
+
+    /// The status of the caller's upload (or any job of theirs) `job`.
+    pub async fn status(&self, who: &Principal, job: JobId) -> Result<IngestStatus> {
+        Ok(IngestStatus::of(&self.queue.get(who, job).await?))
+    }
+
+    /// The status of the caller's job `job` now and at every change, until it is final.
+    pub async fn watch(
+        &self,
+        who: &Principal,
+        job: JobId,
+    ) -> Result<ReceiverStream<Result<IngestStatus>>> {
+        let first = self.status(who, job).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let this = self.clone();
+        let who = who.clone();
+        tokio::spawn(async move {
+            let mut last = first;
+            if tx.send(Ok(last.clone())).await.is_err() {
+                return;
+            }
+            while !last.is_final() {
+                tokio::select! {
+                    () = tokio::time::sleep(STATUS_POLL) => {}
+                    () = tx.closed() => return,
+                }
+                match this.status(&who, job).await {
+                    Ok(now) if now != last => {
+                        last = now;
+                        if tx.send(Ok(last.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(ReceiverStream::new(rx))
+    }
+
+    /// A page of the caller's artifacts, newest first.
+    pub async fn artifacts(&self, who: &Principal, req: ListArtifacts) -> Result<Page<Artifact>> {
+        let mut v = Violations::default();
+        let limit = req.limit.unwrap_or(50);
+        v.range("limit", limit.into(), 1, 500);
+        let before = match req.page_token.as_deref() {
+            None | Some("") => None,
+            Some(token) => {
+                let id = token
+                    .strip_prefix(PAGE_TOKEN_PREFIX)
+                    .and_then(|t| t.parse::<uuid::Uuid>().ok())
+                    .map(ArtifactId);
+                if id.is_none() {
+                    v.add("page_token", "is not a token this server issued");
+                }
+                id
+            }
+        };
+        v.finish()?;
+        let filter = ArtifactFilter {
+            job: req.job,
+            limit: limit + 1,
+            before,
+        };
+        let mut items = self.store.artifacts(&who.tenant, &filter).await?;
+        let next_page_token = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items
+                .last()
+                .map(|a| format!("{PAGE_TOKEN_PREFIX}{}", a.id.0.simple()))
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// One of the caller's artifacts.
+    pub async fn artifact(&self, who: &Principal, id: ArtifactId) -> Result<Artifact> {
+        self.store.artifact(&who.tenant, id).await
+    }
+
+    /// One of the caller's artifacts and its content, streamed. `Conflict` when it has expired.
+    pub async fn download(
+        &self,
+        who: &Principal,
+        id: ArtifactId,
+    ) -> Result<(Artifact, BoxStream<'static, Result<Bytes>>)> {
+        let artifact = self.artifact(who, id).await?;
+        if artifact.state == ArtifactState::Expired {
+            return Err(Error::conflict(format!(
+                "artifact {id} has expired: its content was deleted"
+            )));
+        }
+        let content = self.blobs.read(&artifact.storage_key).await?;
+        Ok((artifact, content.chunks))
+    }
+}
+
+/// A file whose content is being written.
+struct PendingFile {
+    id: ArtifactId,
+    name: String,
+    content_type: String,
+    storage_key: String,
+}
+
+impl PendingFile {
+    /// Checks the client's name and media type for file `index`, and generates its key.
+    fn new(
+        tenant: &switchyard_types::TenantId,
+        index: usize,
+        name: String,
+        content_type: Option<String>,
+    ) -> Result<PendingFile> {
+        let mut v = Violations::default();
+        if !is_artifact_name(&name) {
+            v.add(
+                &format!("files[{index}].name"),
+                "must be 1-255 bytes without '/', '\\' or control characters, and not '.' or '..'",
+            );
+        }
+        let content_type = content_type
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
+        v.key(&format!("files[{index}].content_type"), &content_type, 255);
+        v.finish()?;
+        let id = ArtifactId::new();
+        Ok(PendingFile {
+            id,
+            name,
+            content_type,
+            storage_key: Blobs::key(tenant, id, Utc::now()),
+        })
+    }
+
+    /// Completes the content and describes the artifact.
+    async fn finish(self, writer: BlobWriter) -> Result<NewArtifact> {
+        let done = writer.finish().await?;
+        Ok(NewArtifact {
+            id: self.id,
+            name: self.name,
+            content_type: self.content_type,
+            sha256: done.sha256,
+            size: done.size,
+            storage_key: self.storage_key,
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! `switchyard.v1.IngestService` over [`switchyard_core::Ingest`]: take the
+//! [`switchyard_types::Principal`], convert, call core, convert back. No domain logic here.
+
+use futures::StreamExt as _;
+use switchyard_core::{Ingest, ListArtifacts, UploadPart};
+use switchyard_proto::convert::struct_to_json;
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::ingest_service_server::IngestService;
+use switchyard_types::{ArtifactId, Error, JobId};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use crate::error::to_status;
+use crate::queue::take;
+
+/// The gRPC face of ingest; mount it behind the authentication layer (see
+/// [`crate::GrpcApi::with_ingest`]).
+#[derive(Clone)]
+pub struct IngestGrpc {
+    ingest: Ingest,
+}
+
+impl IngestGrpc {
+    /// Serves `ingest`.
+    pub fn new(ingest: Ingest) -> Self {
+        IngestGrpc { ingest }
+    }
+}
+
+/// The server side of a `WatchStatus` stream.
+pub type WatchStatusStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::WatchStatusResponse, Status>> + Send>,
+>;
+
+/// The server side of a `DownloadArtifact` stream.
+pub type DownloadStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::DownloadArtifactResponse, Status>> + Send>,
+>;
+
+fn job_id(value: &str) -> Result<JobId, Status> {
+    value
+        .parse()
+        .map_err(|_| to_status(Error::invalid("job_id", "is not a valid job id (UUID)")))
+}
+
+/// Why an upload stream broke off, as the domain says it: a message over the size limit is
+/// too large; anything else (a reset, a cut connection) is a bad upload.
+fn broken_off(status: &Status) -> Error {
+    if matches!(status.code(), Code::ResourceExhausted | Code::OutOfRange) {
+        Error::too_large(status.message())
+    } else {
+        Error::invalid(
+            "upload",
+            format!("the stream broke off: {}", status.message()),
+        )
+    }
+}
+
+#[tonic::async_trait]
+impl IngestService for IngestGrpc {
+    type WatchStatusStream = WatchStatusStream;
+    type DownloadArtifactStream = DownloadStream;
+
+    async fn upload(
+        &self,
+        request: Request<Streaming<pb::UploadRequest>>,
+    ) -> Result<Response<pb::UploadResponse>, Status> {
+        let (who, mut stream) = take(request)?;
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("an empty upload: send `start` first"))?;
+        let Some(pb::upload_request::Part::Start(start)) = first.part else {
+            return Err(to_status(Error::invalid(
+                "start",
+                "the first message must be `start`",
+            )));
+        };
+        let metadata = match start.metadata {
+            Some(s) => serde_json::Value::Object(struct_to_json(s, "metadata").map_err(to_status)?),
+            None => serde_json::json!({}),
+        };
+        let parts = stream.map(|message| {
+            let message = message.map_err(|s| broken_off(&s))?;
+            match message.part {
+                Some(pb::upload_request::Part::File(file)) => Ok(UploadPart::File {
+                    name: file.name,
+                    content_type: Some(file.content_type),
+                }),
+                Some(pb::upload_request::Part::Chunk(bytes)) => Ok(UploadPart::Chunk(bytes.into())),
+                Some(pb::upload_request::Part::Start(_)) => Err(Error::invalid(
+                    "start",
+                    "only the first message may be `start`",
+                )),
+                None => Err(Error::invalid("part", "is required")),
+            }
+        });
+        let uploaded = self
+            .ingest
+            .upload(&who, metadata, parts)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::UploadResponse {
+            job_id: uploaded.job.to_string(),
+            artifacts: uploaded.artifacts.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_status(
+        &self,
+        request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let (who, req) = take(request)?;
+        let status = self
+            .ingest
+            .status(&who, job_id(&req.job_id)?)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::GetStatusResponse {
+            status: Some(status.into()),
+        }))
+    }
+
+    async fn watch_status(
+        &self,
+        request: Request<pb::WatchStatusRequest>,
+    ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        let (who, req) = take(request)?;
+        let statuses = self
+            .ingest
+            .watch(&who, job_id(&req.job_id)?)
+            .await
+            .map_err(to_status)?;
+        let out = statuses.map(|status| {
+            status
+                .map(|s| pb::WatchStatusResponse {
+                    status: Some(s.into()),
+                })
+                .map_err(to_status)
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: Request<pb::ListArtifactsRequest>,
+    ) -> Result<Response<pb::ListArtifactsResponse>, Status> {
+        let (who, req) = take(request)?;
+        let job = if req.job_id.is_empty() {
+            None
+        } else {
+            Some(job_id(&req.job_id)?)
+        };
+        let page = self
+            .ingest
+            .artifacts(
+                &who,
+                ListArtifacts {
+                    job,
+                    limit: (req.limit != 0).then_some(req.limit),
+                    page_token: Some(req.page_token),
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListArtifactsResponse {
+            artifacts: page.items.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn download_artifact(
+        &self,
+        request: Request<pb::DownloadArtifactRequest>,
+    ) -> Result<Response<Self::DownloadArtifactStream>, Status> {
+        let (who, req) = take(request)?;
+        let id: ArtifactId = req.id.parse().map_err(to_status)?;
+        let (artifact, content) = self.ingest.download(&who, id).await.map_err(to_status)?;
+        let first = futures::stream::once(async move {
+            Ok(pb::DownloadArtifactResponse {
+                part: Some(pb::download_artifact_response::Part::Artifact(
+                    artifact.into(),
+                )),
+            })
+        });
+        let chunks = content.map(|chunk| {
+            chunk
+                .map(|bytes| pb::DownloadArtifactResponse {
+                    part: Some(pb::download_artifact_response::Part::Chunk(bytes.to_vec())),
+                })
+                .map_err(to_status)
+        });
+        Ok(Response::new(Box::pin(first.chain(chunks))))
+    }
+}
