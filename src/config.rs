@@ -158,10 +158,14 @@ pub struct IngestArgs {
     /// The pool of the agents that process uploads.
     #[arg(long, env = "SWITCHYARD_INGEST_POOL", default_value = "ingest")]
     pub ingest_pool: String,
-    /// How many days artifacts are kept.
-    #[arg(long, env = "SWITCHYARD_ARTIFACT_RETENTION_DAYS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3650))]
-    pub artifact_retention_days: u64,
+    /// How long artifacts are kept, in seconds (default 30 days).
+    #[arg(long, env = "SWITCHYARD_ARTIFACT_RETENTION_SECONDS", default_value_t = 2_592_000,
+          value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub artifact_retention_seconds: u64,
+    /// How often each replica's sweeper looks for expired artifacts, in seconds.
+    #[arg(long, env = "SWITCHYARD_ARTIFACT_SWEEP_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub artifact_sweep_seconds: u64,
     /// The largest file of an upload, in MiB.
     #[arg(long, env = "SWITCHYARD_MAX_FILE_MB", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
@@ -184,7 +188,8 @@ impl IngestArgs {
             pool: self.ingest_pool.clone(),
             max_file_bytes: self.max_file_mb << 20,
             max_upload_bytes: self.max_upload_mb << 20,
-            retention: std::time::Duration::from_secs(self.artifact_retention_days * 86_400),
+            retention: std::time::Duration::from_secs(self.artifact_retention_seconds),
+            sweep_every: std::time::Duration::from_secs(self.artifact_sweep_seconds),
             ..Default::default()
         };
         (location, config)
@@ -434,7 +439,8 @@ mod tests {
             ingest: IngestArgs {
                 artifacts_url: None,
                 ingest_pool: "ingest".to_owned(),
-                artifact_retention_days: 30,
+                artifact_retention_seconds: 2_592_000,
+                artifact_sweep_seconds: 60,
                 max_file_mb: 1024,
                 max_upload_mb: 4096,
             },

@@ -160,7 +160,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         .with_identity(auth.identity.clone(), auth.gate.clone())
         .with_agents(agents.clone(), enrollments)
         .with_deployments(deployments.clone())
-        .with_ingest(ingest)
+        .with_ingest(ingest.clone())
         .with_cors(cors);
     let router = switchyard_gateway::router(state);
     let http_task = tokio::spawn(
@@ -178,6 +178,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let driver = {
         let shutdown = shutdown.clone();
         tokio::spawn(async move { deployments.run(shutdown).await })
+    };
+    let sweeper = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { ingest.run_sweeper(shutdown).await })
     };
     let notifier = {
         let shutdown = shutdown.clone();
@@ -224,7 +228,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     queue.close();
     shutdown.cancel();
     let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        let (g, h, _, _, _) = tokio::join!(grpc_task, http_task, reaper, driver, notifier);
+        let (g, h, _, _, _, _) =
+            tokio::join!(grpc_task, http_task, reaper, driver, notifier, sweeper);
         g.context("gRPC task")?.context("gRPC server")?;
         h.context("HTTP task")?.context("HTTP server")?;
         anyhow::Ok(())

@@ -436,3 +436,72 @@ async fn a_grpc_stream_cut_mid_upload_stores_nothing() {
     assert_nothing_stored(&s, &dir).await;
     drop(tx);
 }
+
+/// A counter's value in Prometheus text (0 when absent).
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn two_replicas_sweep_each_expired_artifact_exactly_once() {
+    let dir = temp_path("sy-it-ingest-");
+    let url = dir.display().to_string();
+    let env = [
+        ("SWITCHYARD_ARTIFACTS_URL", url.as_str()),
+        ("SWITCHYARD_ARTIFACT_RETENTION_SECONDS", "2"),
+        ("SWITCHYARD_ARTIFACT_SWEEP_SECONDS", "1"),
+    ];
+    let db = Db::Postgres.fresh_url().await;
+    let a = Server::start_on(&db, &env).await;
+    let b = Server::start_on(&db, &env).await;
+    let files: Vec<(String, Vec<u8>)> = (0..5u8)
+        .map(|n| (format!("f{n}.bin"), content(10_000 + usize::from(n), n)))
+        .collect();
+    let files: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let (status, body) = upload_rest(&a, form("{}", &files)).await;
+    assert_eq!(status, 201, "{body}");
+    let ids: Vec<String> = body["data"]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(files_under(&dir).len(), 5);
+
+    // Both replicas sweep every second; after the 2 s retention every artifact is EXPIRED.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for id in &ids {
+        loop {
+            let (_, got, _) =
+                send(b.client.get(b.url(&format!("/api/ingest/artifacts/{id}")))).await;
+            if got["data"]["state"] == "EXPIRED" {
+                assert!(got["data"]["expired_at"].is_string(), "{got}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never expired: {got}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(files_under(&dir).is_empty(), "{:?}", files_under(&dir));
+    let (status, body, _) = send(
+        a.client
+            .get(a.url(&format!("/api/ingest/artifacts/{}/content", ids[0]))),
+    )
+    .await;
+    assert_eq!(status, 409, "expired content is gone: {body}");
+
+    // Exactly once across the replicas: their expiry counters add up to the artifacts.
+    let mut total = 0.0;
+    for s in [&a, &b] {
+        let text = s.anon.get(s.url("/metrics")).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        total += counter(&text, "switchyard_artifacts_expired_total");
+    }
+    assert!(
+        (total - 5.0).abs() < f64::EPSILON,
+        "expired {total} times in all"
+    );
+}
