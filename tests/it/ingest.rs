@@ -505,3 +505,77 @@ async fn two_replicas_sweep_each_expired_artifact_exactly_once() {
         "expired {total} times in all"
     );
 }
+
+/// 200 MB of generated content in 1 MiB pieces, hashed as they are produced: (the pieces, the
+/// SHA-256 of all of them once the stream has ended).
+const BIG: usize = 200 * 1024 * 1024;
+const PIECE: usize = 1024 * 1024;
+
+fn piece(n: usize) -> Vec<u8> {
+    content(PIECE, (n % 251) as u8)
+}
+
+fn big_sha256() -> String {
+    let mut hasher = Sha256::new();
+    for n in 0..BIG / PIECE {
+        hasher.update(piece(n));
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// How far the server's peak memory rose above `before` (its resident memory then).
+fn growth(s: &Server, before: u64) -> u64 {
+    s.memory().1.saturating_sub(before)
+}
+
+#[tokio::test]
+async fn a_200_mb_upload_over_rest_and_grpc_keeps_server_memory_bounded() {
+    const LIMIT: u64 = 64 * 1024 * 1024;
+    let (s, _dir) = server(&[]).await;
+    let expected = big_sha256();
+
+    // REST: a multipart body streamed from a generator; neither side holds the file.
+    let before = s.memory().0;
+    let pieces = futures::stream::iter(0..BIG / PIECE).map(|n| Ok::<_, std::io::Error>(piece(n)));
+    let part = reqwest::multipart::Part::stream_with_length(
+        reqwest::Body::wrap_stream(pieces),
+        BIG as u64,
+    )
+    .file_name("big.bin");
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", "{}")
+        .part("file", part);
+    let (status, body) = upload_rest(&s, form).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["artifacts"][0]["sha256"], expected.as_str());
+    assert_eq!(body["data"]["artifacts"][0]["size"], BIG);
+    let rest_growth = growth(&s, before);
+    assert!(
+        rest_growth < LIMIT,
+        "REST upload grew the server by {rest_growth} bytes"
+    );
+
+    // gRPC: the same content as a client stream of 1 MiB chunks.
+    let before = s.memory().0;
+    let mut c = ingest_client(&s).await;
+    let head = futures::stream::iter([start(json!({"via": "grpc"})), file("big.bin")]);
+    let body = futures::stream::iter(0..BIG / PIECE).map(|n| pb::UploadRequest {
+        part: Some(pb::upload_request::Part::Chunk(piece(n))),
+    });
+    let uploaded = c
+        .upload(head.chain(body))
+        .await
+        .expect("upload")
+        .into_inner();
+    assert_eq!(uploaded.artifacts[0].sha256, expected);
+    assert_eq!(uploaded.artifacts[0].size, BIG as u64);
+    let grpc_growth = growth(&s, before);
+    assert!(
+        grpc_growth < LIMIT,
+        "gRPC upload grew the server by {grpc_growth} bytes"
+    );
+}

@@ -270,6 +270,22 @@ impl Server {
         format!("http://{}{path}", self.http)
     }
 
+    /// The server process's memory in bytes: (resident now, peak resident so far), from
+    /// `/proc/<pid>/status` (`VmRSS`, `VmHWM`).
+    pub fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the server's /proc status");
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+                .unwrap_or_else(|| panic!("{name} in /proc status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
     /// Kills the process with SIGKILL: no drain, no goodbye.
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
