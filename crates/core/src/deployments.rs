@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::guard::{self, GuardInputs};
+use crate::paging::{page, token_id};
 use crate::queue::Queue;
 use crate::validate::Violations;
 
@@ -343,19 +344,8 @@ impl Deployments {
         if let Some(env) = &req.environment {
             v.name("environment", env);
         }
-        let after = match req.page_token.as_deref() {
-            None | Some("") => None,
-            Some(token) => {
-                let id = token
-                    .strip_prefix(PAGE_TOKEN_PREFIX)
-                    .and_then(|t| t.parse::<uuid::Uuid>().ok())
-                    .map(DeploymentId);
-                if id.is_none() {
-                    v.add("page_token", "is not a token this server issued");
-                }
-                id
-            }
-        };
+        let after =
+            token_id(&mut v, PAGE_TOKEN_PREFIX, req.page_token.as_deref()).map(DeploymentId);
         v.finish()?;
         let filter = DeploymentFilter {
             service: req.service,
@@ -364,19 +354,8 @@ impl Deployments {
             limit: limit + 1,
             after,
         };
-        let mut items = self.store.list_deployments(&who.tenant, &filter).await?;
-        let next_page_token = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|d| format!("{PAGE_TOKEN_PREFIX}{}", d.id.0.simple()))
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        let items = self.store.list_deployments(&who.tenant, &filter).await?;
+        Ok(page(items, limit, PAGE_TOKEN_PREFIX, |d| d.id.0))
     }
 
     /// Deploys a `PENDING` deployment to its staging environment.

@@ -19,6 +19,7 @@ use switchyard_types::{
 };
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::paging::{page, token_id};
 use crate::queue::Queue;
 use crate::validate::Violations;
 
@@ -367,38 +368,15 @@ impl Ingest {
         let mut v = Violations::default();
         let limit = req.limit.unwrap_or(50);
         v.range("limit", limit.into(), 1, 500);
-        let before = match req.page_token.as_deref() {
-            None | Some("") => None,
-            Some(token) => {
-                let id = token
-                    .strip_prefix(PAGE_TOKEN_PREFIX)
-                    .and_then(|t| t.parse::<uuid::Uuid>().ok())
-                    .map(ArtifactId);
-                if id.is_none() {
-                    v.add("page_token", "is not a token this server issued");
-                }
-                id
-            }
-        };
+        let before = token_id(&mut v, PAGE_TOKEN_PREFIX, req.page_token.as_deref()).map(ArtifactId);
         v.finish()?;
         let filter = ArtifactFilter {
             job: req.job,
             limit: limit + 1,
             before,
         };
-        let mut items = self.store.artifacts(&who.tenant, &filter).await?;
-        let next_page_token = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|a| format!("{PAGE_TOKEN_PREFIX}{}", a.id.0.simple()))
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        let items = self.store.artifacts(&who.tenant, &filter).await?;
+        Ok(page(items, limit, PAGE_TOKEN_PREFIX, |a| a.id.0))
     }
 
     /// One of the caller's artifacts.

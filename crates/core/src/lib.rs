@@ -13,6 +13,7 @@ pub mod guard;
 pub mod health;
 pub mod ingest;
 pub mod notify;
+mod paging;
 pub mod pools;
 pub mod queue;
 pub mod tail;
