@@ -39,19 +39,31 @@ pub fn normalize_server(server: &str) -> String {
 /// `.switchyard/tls/ca.pem`), besides the machine's roots.
 pub const CA_FILE_ENV: &str = "SWITCHYARD_CA_FILE";
 
+/// How long a call may take until its response begins (not a stream's later messages), unless
+/// the command opts out ([`Authed::open_with`]).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Connects an `AuthService` client to the gRPC server at `server` (already normalized).
 pub async fn connect(server: &str) -> anyhow::Result<Client> {
-    Ok(AuthServiceClient::new(channel(server).await?))
+    Ok(AuthServiceClient::new(
+        channel(server, Some(CALL_TIMEOUT)).await?,
+    ))
 }
 
 /// Connects to the gRPC server at `server` (already normalized). An `https://` server is
 /// verified against the machine's root certificates and the CA file in `SWITCHYARD_CA_FILE`.
-/// The 60 s timeout bounds a call until its response begins, not a stream's later messages.
-async fn channel(server: &str) -> anyhow::Result<Channel> {
+/// `timeout` bounds each call until its response begins; without one (an upload, whose response
+/// begins after its last byte), HTTP/2 pings notice a server that went away.
+async fn channel(server: &str, timeout: Option<Duration>) -> anyhow::Result<Channel> {
     let mut endpoint = Endpoint::from_shared(server.to_owned())
         .map_err(|e| anyhow::anyhow!("invalid_argument: bad server address {server:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60));
+        .connect_timeout(Duration::from_secs(10));
+    endpoint = match timeout {
+        Some(timeout) => endpoint.timeout(timeout),
+        None => endpoint
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20)),
+    };
     if server.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_native_roots();
         if let Some(file) = std::env::var_os(CA_FILE_ENV) {
@@ -157,18 +169,28 @@ impl Authed {
         token: Option<String>,
         path: PathBuf,
     ) -> anyhow::Result<Authed> {
-        Self::open_with(server, token, path, AuthServiceClient::new).await
+        Self::open_with(
+            server,
+            token,
+            path,
+            Some(CALL_TIMEOUT),
+            AuthServiceClient::new,
+        )
+        .await
     }
 }
 
 impl<C: Clone> Authed<C> {
     /// Connects with `token` when given, else with the session saved at `path`; to `server`
-    /// when given, else to the session's server, else to [`DEFAULT_SERVER`]. `service` makes
-    /// the generated client the calls go to (e.g. `DeploymentServiceClient::new`).
+    /// when given, else to the session's server, else to [`DEFAULT_SERVER`]. `timeout` bounds
+    /// each call until its response begins (usually [`CALL_TIMEOUT`]; `None`: unbounded).
+    /// `service` makes the generated client the calls go to (e.g.
+    /// `DeploymentServiceClient::new`).
     pub async fn open_with(
         server: Option<&str>,
         token: Option<String>,
         path: PathBuf,
+        timeout: Option<Duration>,
         service: impl FnOnce(Channel) -> C,
     ) -> anyhow::Result<Authed<C>> {
         let credential = match token.filter(|t| !t.is_empty()) {
@@ -187,7 +209,7 @@ impl<C: Clone> Authed<C> {
             (None, Credential::Session { session, .. }) => normalize_server(&session.server),
             (None, Credential::Token(_)) => DEFAULT_SERVER.to_owned(),
         };
-        let channel = channel(&server).await?;
+        let channel = channel(&server, timeout).await?;
         Ok(Authed {
             service: service(channel.clone()),
             auth: AuthServiceClient::new(channel),

@@ -11,7 +11,7 @@ use switchyard_types::DeploymentState;
 use tonic::transport::Channel;
 
 use super::client::{self, Authed};
-use super::{ConnArgs, say, table, when};
+use super::{ConnArgs, required, say, short, table, when};
 
 /// A connected, authenticated `DeploymentService` client.
 type Client = Authed<DeploymentServiceClient<Channel>>;
@@ -501,19 +501,6 @@ fn number(v: Option<f64>) -> String {
         "0".to_owned()
     } else {
         s.to_owned()
-    }
-}
-
-fn required<T>(value: Option<T>, what: &str) -> anyhow::Result<T> {
-    value.ok_or_else(|| anyhow::anyhow!("internal: the server answered without a {what}"))
-}
-
-/// An enum's wire name without its prefix: `GUARDING` for `DEPLOYMENT_STATE_GUARDING`; an
-/// unknown number reads `UNKNOWN(<n>)`.
-fn short(name: Option<&'static str>, prefix: &str, value: i32) -> String {
-    match name {
-        Some(n) => n.strip_prefix(prefix).unwrap_or(n).to_owned(),
-        None => format!("UNKNOWN({value})"),
     }
 }
 

@@ -1,5 +1,5 @@
-//! The operator CLI over gRPC: `login`, `logout` and `admin …` over `AuthService`, and
-//! `deploy …` over `DeploymentService`.
+//! The operator CLI over gRPC: `login`, `logout` and `admin …` over `AuthService`,
+//! `deploy …` over `DeploymentService`, and `ingest` over `IngestService`.
 //!
 //! Output goes to stdout as text (tables are tab-separated with a header, for `column -t`);
 //! errors come back as `anyhow` errors reading `<code>: <message>`, printed by `main`.
@@ -9,11 +9,13 @@
 mod admin;
 mod client;
 mod deploy;
+mod ingest;
 mod session;
 
 use std::fmt;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -23,6 +25,7 @@ use tonic::transport::Channel;
 
 pub use admin::{AdminArgs, admin};
 pub use deploy::{DeployArgs, deploy};
+pub use ingest::{IngestArgs, ingest};
 
 /// Where the session file lives.
 #[derive(Debug, Clone, Args)]
@@ -64,7 +67,7 @@ pub struct LogoutArgs {
     pub session: SessionDir,
 }
 
-/// The connection settings of the client commands (`admin …`, `deploy …`).
+/// The connection settings of the client commands (`admin …`, `deploy …`, `ingest`).
 #[derive(Clone, Args)]
 pub struct ConnArgs {
     /// The control plane's gRPC address
@@ -93,8 +96,18 @@ impl ConnArgs {
         self,
         service: impl FnOnce(Channel) -> C,
     ) -> anyhow::Result<client::Authed<C>> {
+        self.open_within(Some(client::CALL_TIMEOUT), service).await
+    }
+
+    /// Like [`ConnArgs::open`], with `timeout` bounding each call until its response begins
+    /// (`None`: unbounded, for an upload, whose response begins after its last byte).
+    async fn open_within<C: Clone>(
+        self,
+        timeout: Option<Duration>,
+        service: impl FnOnce(Channel) -> C,
+    ) -> anyhow::Result<client::Authed<C>> {
         let path = self.session.path()?;
-        client::Authed::open_with(self.server.as_deref(), self.token, path, service).await
+        client::Authed::open_with(self.server.as_deref(), self.token, path, timeout, service).await
     }
 }
 
@@ -261,6 +274,20 @@ fn when(ts: Option<&Timestamp>) -> String {
     ts.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_else(|| "-".to_owned())
+}
+
+/// A part of a response the server must send; its absence is the server's fault.
+fn required<T>(value: Option<T>, what: &str) -> anyhow::Result<T> {
+    value.ok_or_else(|| anyhow::anyhow!("internal: the server answered without a {what}"))
+}
+
+/// An enum's wire name without its prefix: `GUARDING` for `DEPLOYMENT_STATE_GUARDING`; an
+/// unknown number reads `UNKNOWN(<n>)`.
+fn short(name: Option<&'static str>, prefix: &str, value: i32) -> String {
+    match name {
+        Some(n) => n.strip_prefix(prefix).unwrap_or(n).to_owned(),
+        None => format!("UNKNOWN({value})"),
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod deployment_notifications;
 mod deployments;
 mod grpc;
 mod ingest;
+mod ingest_cli;
 mod log_tail;
 mod promises;
 mod rest;
