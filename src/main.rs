@@ -6,6 +6,7 @@ mod agent;
 mod bench;
 mod bench_agents;
 mod bench_auth;
+mod bench_ingest;
 mod cli;
 mod config;
 mod identity;
@@ -64,6 +65,15 @@ enum Command {
     /// Authenticates like `admin` (--token / SWITCHYARD_TOKEN, else the saved session). Lists
     /// print a header and tab-separated lines.
     Deploy(cli::DeployArgs),
+    /// Upload files and metadata for ingest (over gRPC): one job of kind `ingest` and one
+    /// artifact per file, named after the file's base name.
+    ///
+    /// The files are streamed from disk, with a progress line when stderr is a terminal. Prints
+    /// `job <id>`, then one tab-separated `<id> <name> <size> <sha256>` line per artifact. With
+    /// --watch, then prints the upload's status (`<time> <STATE> <progress>%`) at every change
+    /// until it ends: exit status 0 when COMPLETED, 1 when FAILED. Authenticates like `admin`
+    /// (--token / SWITCHYARD_TOKEN, else the saved session).
+    Ingest(cli::IngestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +87,9 @@ enum BenchCommand {
     /// The agents' stream: enqueue -> Assign latency, end-to-end jobs/s through simulated
     /// agents, and the memory and CPU of idle streams.
     Agents(bench_agents::AgentsBenchArgs),
+    /// Upload throughput over REST (multipart) and gRPC (client stream) to the local artifact
+    /// store, one upload at a time and several at once.
+    Ingest(bench_ingest::IngestBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,7 +100,11 @@ fn main() -> ExitCode {
     // the log too.
     let is_client = matches!(
         &cli.command,
-        Command::Login(_) | Command::Logout(_) | Command::Admin(_) | Command::Deploy(_)
+        Command::Login(_)
+            | Command::Logout(_)
+            | Command::Admin(_)
+            | Command::Deploy(_)
+            | Command::Ingest(_)
     ) || matches!(&cli.command, Command::Agent(agent) if agent.is_client());
     if let Err(e) = switchyard_telemetry::init(&cli.log_level, json_logs) {
         eprintln!("switchyard: bad LOG_LEVEL: {e}");
@@ -190,10 +207,12 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Bench(BenchCommand::Queue(args)) => Ok(bench::run(args).await?),
         Command::Bench(BenchCommand::Auth(args)) => Ok(bench_auth::run(args).await?),
         Command::Bench(BenchCommand::Agents(args)) => Ok(bench_agents::run(args).await?),
+        Command::Bench(BenchCommand::Ingest(args)) => Ok(bench_ingest::run(args).await?),
         Command::Login(args) => Ok(cli::login(args).await?),
         Command::Logout(args) => Ok(cli::logout(args).await?),
         Command::Admin(args) => Ok(cli::admin(args).await?),
         Command::Deploy(args) => Ok(cli::deploy(args).await?),
+        Command::Ingest(args) => Ok(cli::ingest(args).await?),
         Command::Migrate(args) => {
             let url = args
                 .database_url
