@@ -209,6 +209,32 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// The `p` quantile (0-1) of sorted, non-empty `samples` (nearest rank).
+/// Serves `grpc` and the gateway over `state` on loopback ports until `stop` fires: the HTTP
+/// address and a connected gRPC channel.
+pub(crate) async fn serve_in_process(
+    grpc: switchyard_grpc::GrpcApi,
+    state: switchyard_gateway::AppState,
+    stop: &CancellationToken,
+) -> anyhow::Result<(std::net::SocketAddr, Channel)> {
+    let grpc_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    tokio::spawn(grpc.serve(grpc_listener, stop.clone().cancelled_owned()));
+    let http_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let http_addr = http_listener.local_addr()?;
+    let router = switchyard_gateway::router(state);
+    let shutdown = stop.clone().cancelled_owned();
+    tokio::spawn(async move {
+        axum::serve(http_listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))?
+        .connect()
+        .await
+        .context("connect gRPC")?;
+    Ok((http_addr, channel))
+}
+
 pub(crate) fn percentile(samples: &[Duration], p: f64) -> Duration {
     samples[((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1]
 }

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Args;
 use http::HeaderMap;
 use switchyard_auth::layer::Gate;
@@ -21,7 +20,6 @@ use switchyard_gateway::AppState;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::queue_service_client::QueueServiceClient;
 use switchyard_types::{Principal, Scope, ScopeSet};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -63,22 +61,7 @@ async fn start(
             AppState::new(queue, crate::server::build_info()),
         ),
     };
-    let grpc_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    tokio::spawn(grpc.serve(grpc_listener, stop.clone().cancelled_owned()));
-    let http_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let http_addr = http_listener.local_addr()?;
-    let router = switchyard_gateway::router(state);
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(http_listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
-    let channel = Channel::from_shared(format!("http://{grpc_addr}"))?
-        .connect()
-        .await
-        .context("connect gRPC")?;
+    let (http_addr, channel) = crate::bench::serve_in_process(grpc, state, stop).await?;
     Ok(Running {
         http: format!("http://{http_addr}/api/queue/limits"),
         grpc: channel,

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
 use futures::StreamExt as _;
@@ -17,7 +16,6 @@ use switchyard_core::{Ingest, IngestConfig, Queue, QueueConfig};
 use switchyard_gateway::AppState;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::ingest_service_client::IngestServiceClient;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -147,23 +145,8 @@ async fn serve(
         .await?
         .with_ingest(ingest.clone())
         .await;
-    let grpc_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let grpc_addr = grpc_listener.local_addr()?;
-    tokio::spawn(grpc.serve(grpc_listener, stop.clone().cancelled_owned()));
     let state = AppState::new(queue, crate::server::build_info()).with_ingest(ingest);
-    let http_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let http_addr = http_listener.local_addr()?;
-    let router = switchyard_gateway::router(state);
-    let shutdown = stop.clone().cancelled_owned();
-    tokio::spawn(async move {
-        axum::serve(http_listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
-    let channel = Channel::from_shared(format!("http://{grpc_addr}"))?
-        .connect()
-        .await
-        .context("connect gRPC")?;
+    let (http_addr, channel) = crate::bench::serve_in_process(grpc, state, stop).await?;
     Ok((format!("http://{http_addr}/api/ingest"), channel))
 }
 

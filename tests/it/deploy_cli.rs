@@ -3,56 +3,34 @@
 //! rollback are dry runs unless `--execute`, status shows and lists, watch exits by the
 //! deployment's outcome.
 
-use std::process::{Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use switchyard_proto::v1::DeploymentState as St;
 
 use crate::agents::{Agent, agent_key, workdir};
 use crate::deployments::{POOL, deploys, environments, get, wait_state};
-use crate::support::{self, Db, Server};
+use crate::support::{self, Db, Server, send};
 
-/// Runs `switchyard deploy <args>` against `s` as the administrator; kills it after 30 s.
+/// Runs `switchyard deploy <args>` against `s` as the administrator; at most 30 s.
 fn deploy(s: &Server, args: &[&str]) -> Output {
-    let mut cmd = support::binary();
-    for var in [
-        "SWITCHYARD_SERVER",
-        "SWITCHYARD_TOKEN",
-        "SWITCHYARD_CONFIG_DIR",
-        "SWITCHYARD_CA_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    let child = cmd
-        .arg("deploy")
-        .args(args)
-        .env("SWITCHYARD_SERVER", format!("http://{}", s.grpc))
-        .env("SWITCHYARD_TOKEN", &s.token)
-        // No saved session may be read, whatever the machine has.
-        .env(
-            "SWITCHYARD_CONFIG_DIR",
-            std::env::temp_dir().join("sy-no-session"),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn switchyard deploy");
-    let pid = child.id().to_string();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(out) => out.expect("wait for switchyard deploy"),
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid])
-                .status();
-            panic!("`switchyard deploy {args:?}` did not end within 30 s");
-        }
-    }
+    let (out, killed) = support::run_cli(s, "deploy", args, Duration::from_secs(30));
+    assert!(
+        !killed,
+        "`switchyard deploy {args:?}` did not end within 30 s"
+    );
+    out
+}
+
+/// How many jobs the deploy pool has had (every state).
+async fn pool_jobs(s: &Server) -> usize {
+    let (status, body, _) = send(
+        s.client
+            .get(s.url(&format!("/api/queue/jobs?pool={POOL}&limit=500"))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().expect("a list of jobs").len()
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -139,6 +117,7 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
     assert_eq!(deploys(&dir), ["staging checkout 1.2.3"]);
 
     // Promote without --execute: the plan, and nothing changes.
+    let jobs = pool_jobs(&s).await;
     let out = ok(&s, &["promote", &id]);
     for want in [
         "PROMOTE deployment",
@@ -151,7 +130,8 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
     }
     assert!(!out.contains("started job"), "{out}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A step's job is enqueued with the transition, so an executed plan shows at once.
+    assert_eq!(pool_jobs(&s).await, jobs, "a dry run enqueues nothing");
     assert_eq!(get(&mut c, &id).await.state, St::Staged as i32);
     assert_eq!(deploys(&dir), ["staging checkout 1.2.3"]);
 
@@ -210,6 +190,7 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
     assert!(err.contains("GUARDING"), "{err}");
 
     // Rollback without --execute: the plan, and nothing changes.
+    let jobs = pool_jobs(&s).await;
     let out = ok(&s, &["rollback", &id, "--version", "1.2.2"]);
     for want in [
         "ROLLBACK deployment",
@@ -219,7 +200,7 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
     ] {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(pool_jobs(&s).await, jobs, "a dry run enqueues nothing");
     assert_eq!(get(&mut c, &id).await.state, St::Guarding as i32);
     assert_eq!(
         deploys(&dir),

@@ -373,7 +373,12 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
     socket.write_all(head.as_bytes()).await.unwrap();
     socket.write_all(&content(450_000, 9)).await.unwrap();
     socket.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Cut once the server is writing the file (its partial content is in the store).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while files_under(&dir).is_empty() {
+        assert!(Instant::now() < deadline, "the server never began the file");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop(socket);
     assert_nothing_stored(&s, &dir).await;
 

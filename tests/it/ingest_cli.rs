@@ -4,8 +4,7 @@
 //! clear message and upload nothing; `--watch` prints the upload's status as it changes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,49 +12,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::support::{self, Db, Server, send, temp_path};
 
-/// Runs `switchyard ingest <args>` against `s` as the administrator; kills it after `limit`.
-/// Returns what it printed, and whether it had to be killed.
+/// Runs `switchyard ingest <args>` against `s`; kills it after `limit`.
 fn ingest(s: &Server, args: &[&str], limit: Duration) -> (Output, bool) {
-    let mut cmd = support::binary();
-    for var in [
-        "SWITCHYARD_SERVER",
-        "SWITCHYARD_TOKEN",
-        "SWITCHYARD_CONFIG_DIR",
-        "SWITCHYARD_CA_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    let child = cmd
-        .arg("ingest")
-        .args(args)
-        .env("SWITCHYARD_SERVER", format!("http://{}", s.grpc))
-        .env("SWITCHYARD_TOKEN", &s.token)
-        // No saved session may be read, whatever the machine has.
-        .env(
-            "SWITCHYARD_CONFIG_DIR",
-            std::env::temp_dir().join("sy-no-session"),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn switchyard ingest");
-    let pid = child.id().to_string();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let (out, killed) = match rx.recv_timeout(limit) {
-        Ok(out) => (out, false),
-        Err(_) => {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid])
-                .status()
-                .expect("kill switchyard ingest");
-            (rx.recv().expect("the killed child's output"), true)
-        }
-    };
-    (out.expect("wait for switchyard ingest"), killed)
+    support::run_cli(s, "ingest", args, limit)
 }
 
 fn text(bytes: &[u8]) -> String {

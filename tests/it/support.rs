@@ -394,3 +394,57 @@ pub async fn send(
     let body = resp.json().await.expect("JSON body");
     (status, body, headers)
 }
+
+/// Runs `switchyard <command> <args>` against `s` as the administrator (its token, no saved
+/// session) and kills it after `limit`. Returns what it printed, and whether it had to be
+/// killed.
+pub fn run_cli(
+    s: &Server,
+    command: &str,
+    args: &[&str],
+    limit: Duration,
+) -> (std::process::Output, bool) {
+    let mut cmd = binary();
+    for var in [
+        "SWITCHYARD_SERVER",
+        "SWITCHYARD_TOKEN",
+        "SWITCHYARD_CONFIG_DIR",
+        "SWITCHYARD_CA_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .arg(command)
+        .args(args)
+        .env("SWITCHYARD_SERVER", format!("http://{}", s.grpc))
+        .env("SWITCHYARD_TOKEN", &s.token)
+        // No saved session may be read, whatever the machine has.
+        .env(
+            "SWITCHYARD_CONFIG_DIR",
+            std::env::temp_dir().join("sy-no-session"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn switchyard {command}: {e}"));
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let (out, killed) = match rx.recv_timeout(limit) {
+        Ok(out) => (out, false),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .expect("kill the CLI");
+            (rx.recv().expect("the killed child's output"), true)
+        }
+    };
+    (
+        out.unwrap_or_else(|e| panic!("wait for switchyard {command}: {e}")),
+        killed,
+    )
+}
