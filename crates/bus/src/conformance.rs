@@ -21,16 +21,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use switchyard_types::ErrorKind;
+use switchyard_types::{Activity, ErrorKind, TenantId, Topic};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, timeout_at};
 
+use crate::feed::{self, FeedEntry, FeedId};
 use crate::{Bus, Counters, Event, MAX_WINDOW, WindowCount};
 
 /// How long a check waits for a condition before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(5);
 /// How many events the ordering check publishes.
 const ORDERED_EVENTS: usize = 200;
+/// How many activities the feed check announces (half on each replica).
+const FEED_ACTIVITIES: usize = 40;
 /// How many events the lag check publishes without reading (more than any adapter buffers).
 const FLOOD_EVENTS: usize = 4 * 1024;
 /// The window of the counter checks that must stay within one window (they retry the rare run
@@ -60,6 +63,7 @@ where
     check_connected(other.as_ref()).await;
     check_cross_replica(bus.as_ref(), other.as_ref()).await;
     check_lagging_subscriber_is_told(bus.as_ref()).await;
+    check_feed_is_one_order_everywhere_and_replays(bus.as_ref(), other.as_ref()).await;
 }
 
 /// `is_connected()` becomes true within the deadline and `backend()` is named.
@@ -194,6 +198,119 @@ pub async fn check_lagging_subscriber_is_told(bus: &dyn Bus) {
             Err(_) => panic!("{what}: {FLOOD_EVENTS} unread events never produced Lagged"),
         }
     }
+}
+
+/// Activities announced on either replica reach both replicas' subscribers with the same,
+/// increasing ids in the order each replica announced them; a replay on either replica after a
+/// delivered id returns what followed it, and one after an id the feed never had is a gap.
+pub async fn check_feed_is_one_order_everywhere_and_replays(a: &dyn Bus, b: &dyn Bus) {
+    let tag = unique_tag("feed");
+    let mut rx_a = a.activity();
+    let mut rx_b = b.activity();
+    let tenant = TenantId::parse("conformance").expect("a valid tenant");
+    for i in 0..FEED_ACTIVITIES {
+        let bus = if i % 2 == 0 { a } else { b };
+        bus.announce(Activity {
+            tenant: tenant.clone(),
+            topic: Topic::Job,
+            subject: format!("{tag}{i}"),
+            state: "QUEUED".to_owned(),
+            at: chrono::Utc::now(),
+            data: serde_json::json!({ "i": i }),
+        });
+    }
+    let seen_a = next_entries(&mut rx_a, &tag, "replica A's feed").await;
+    let seen_b = next_entries(&mut rx_b, &tag, "replica B's feed").await;
+    let ids = |seen: &[Arc<FeedEntry>]| seen.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&seen_a),
+        ids(&seen_b),
+        "{}: replicas disagree on the order",
+        a.backend()
+    );
+    assert!(
+        ids(&seen_a).windows(2).all(|w| w[0] < w[1]),
+        "{}: feed ids do not increase: {:?}",
+        a.backend(),
+        ids(&seen_a)
+    );
+    for parity in [0, 1] {
+        let announced: Vec<&str> = seen_a
+            .iter()
+            .map(|e| e.activity.subject.as_str())
+            .filter(|s| s.ends_with(['0', '2', '4', '6', '8']) == (parity == 0))
+            .collect();
+        let expected: Vec<String> = (0..FEED_ACTIVITIES)
+            .filter(|i| i % 2 == parity)
+            .map(|i| format!("{tag}{i}"))
+            .collect();
+        assert_eq!(
+            announced,
+            expected,
+            "{}: one replica's order was not kept",
+            a.backend()
+        );
+    }
+    let first = seen_a[0].id;
+    for bus in [a, b] {
+        let replay = bus
+            .replay(first, feed::MAX_REPLAY)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{}: replay failed: {e}", bus.backend());
+            });
+        assert!(
+            replay.complete,
+            "{}: a kept id replays completely",
+            bus.backend()
+        );
+        let replayed: Vec<FeedId> = replay
+            .entries
+            .iter()
+            .filter(|e| e.activity.subject.starts_with(&tag))
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(
+            replayed,
+            ids(&seen_a)[1..].to_vec(),
+            "{}: replay",
+            bus.backend()
+        );
+        let limited = bus.replay(first, 3).await.expect("a limited replay");
+        assert_eq!(limited.entries.len(), 3, "{}: replay limit", bus.backend());
+        let unknown = FeedId {
+            ms: first.ms,
+            seq: first.seq + 1_000_000,
+        };
+        let gap = bus
+            .replay(unknown, 10)
+            .await
+            .expect("a replay after an unknown id");
+        assert!(!gap.complete, "{}: an unknown id is a gap", bus.backend());
+    }
+}
+
+/// The next [`FEED_ACTIVITIES`] feed entries whose subject starts with `tag`.
+async fn next_entries(
+    rx: &mut broadcast::Receiver<Arc<FeedEntry>>,
+    tag: &str,
+    what: &str,
+) -> Vec<Arc<FeedEntry>> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::with_capacity(FEED_ACTIVITIES);
+    while seen.len() < FEED_ACTIVITIES {
+        match timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(entry)) if entry.activity.subject.starts_with(tag) => seen.push(entry),
+            Ok(Ok(_)) => {}
+            Ok(Err(RecvError::Lagged(n))) => panic!("{what}: receiver lagged by {n} entries"),
+            Ok(Err(RecvError::Closed)) => panic!("{what}: channel closed"),
+            Err(_) => panic!(
+                "{what}: {} of {FEED_ACTIVITIES} entries within {DEADLINE:?}",
+                seen.len()
+            ),
+        }
+    }
+    seen
 }
 
 /// A tag unique within this process, prefixing the pool names of one check.

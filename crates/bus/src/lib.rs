@@ -1,20 +1,25 @@
-//! The event bus: wake-ups ("jobs are claimable in pool P") and, later, event fan-out to
-//! WebSocket clients across replicas. [`local::LocalBus`] serves one process (`switchyard dev`);
+//! The event bus: wake-ups ("jobs are claimable in pool P") and the activity [`feed`] that
+//! WebSocket clients of every replica watch. [`local::LocalBus`] serves one process (`switchyard dev`);
 //! [`redis::RedisBus`] (fred) spans replicas. The bus is advisory: losing it costs latency
 //! (claimers fall back to short polling), never correctness.
 //!
 //! [`Counters`] are the basis of rate limits: counts in fixed time windows, aligned on the
 //! backend's clock so that every replica on one backend shares them (both adapters implement it).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use switchyard_types::Result;
+use switchyard_types::{Activity, Result};
 use tokio::sync::broadcast;
 
 pub mod conformance;
+pub mod feed;
 pub mod local;
 pub mod redis;
+mod redis_feed;
+
+pub use feed::{FeedEntry, FeedId, Replay};
 
 /// Something that happened, announced to every replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +57,19 @@ pub trait Bus: Send + Sync + 'static {
 
     /// `local` or `redis`.
     fn backend(&self) -> &'static str;
+
+    /// Announces a change to the activity feed of every replica. Never waits: the activity is
+    /// queued and sent in batches, or dropped (and counted) when the bus is down or behind.
+    fn announce(&self, activity: Activity);
+
+    /// A receiver of every feed entry numbered from now on, from any replica. A receiver that
+    /// falls [`feed::LIVE_CAPACITY`] entries behind gets `RecvError::Lagged`.
+    fn activity(&self) -> broadcast::Receiver<Arc<FeedEntry>>;
+
+    /// The kept entries after `after`, oldest first, at most `limit` (capped at
+    /// [`feed::MAX_REPLAY`]); see [`Replay::complete`]. `Unavailable` when the backend does not
+    /// answer.
+    async fn replay(&self, after: FeedId, limit: usize) -> Result<Replay>;
 }
 
 /// The longest window [`Counters::add`] accepts (366 days).

@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use switchyard_types::Result;
+use switchyard_types::{Activity, Result};
 use tokio::sync::broadcast;
 
+use crate::feed::{self, FeedEntry, FeedId, Replay, Ring, unix_millis};
 use crate::{Bus, Counters, Event, WindowCount, check_by, window_millis};
 
 /// How many events a slow subscriber may fall behind before it sees `RecvError::Lagged`.
@@ -16,22 +17,27 @@ pub const CAPACITY: usize = 1024;
 /// How often (at most) [`Counters::add`] sweeps the counts of ended windows.
 const SWEEP_EVERY_MS: u64 = 1_000;
 
-/// An in-process bus: one `tokio::sync::broadcast` channel, plus in-memory [`Counters`] on the
-/// system clock. Clones share the channel and the counters, so two clones behave like two
-/// replicas on one backend.
+/// An in-process bus: one `tokio::sync::broadcast` channel, an in-memory activity feed (the
+/// last [`feed::RETAINED`] entries), plus in-memory [`Counters`] on the system clock. Clones
+/// share all three, so two clones behave like two replicas on one backend.
 #[derive(Debug, Clone)]
 pub struct LocalBus {
     tx: broadcast::Sender<Event>,
     counts: Arc<Mutex<Counts>>,
+    feed: Arc<Mutex<Ring>>,
+    live: broadcast::Sender<Arc<FeedEntry>>,
 }
 
 impl LocalBus {
-    /// A bus with its own channel of [`CAPACITY`] events and its own counters.
+    /// A bus with its own channel of [`CAPACITY`] events, its own feed and its own counters.
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
+        let (live, _) = broadcast::channel(feed::LIVE_CAPACITY);
         LocalBus {
             tx,
             counts: Arc::new(Mutex::new(Counts::default())),
+            feed: Arc::new(Mutex::new(Ring::new(feed::RETAINED))),
+            live,
         }
     }
 }
@@ -82,13 +88,6 @@ impl Counts {
     }
 }
 
-/// Milliseconds since the Unix epoch on the system clock (0 before the epoch).
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Default for LocalBus {
     fn default() -> Self {
         Self::new()
@@ -117,6 +116,23 @@ impl Bus for LocalBus {
 
     fn backend(&self) -> &'static str {
         "local"
+    }
+
+    fn announce(&self, activity: Activity) {
+        // Numbered and sent under the lock, so live subscribers see entries in id order.
+        let mut ring = self.feed.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = ring.push(activity);
+        // An error only means nobody is watching.
+        let _ = self.live.send(entry);
+    }
+
+    fn activity(&self) -> broadcast::Receiver<Arc<FeedEntry>> {
+        self.live.subscribe()
+    }
+
+    async fn replay(&self, after: FeedId, limit: usize) -> Result<Replay> {
+        let ring = self.feed.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(ring.replay(after, limit.min(feed::MAX_REPLAY)))
     }
 }
 

@@ -1,5 +1,6 @@
 //! The Redis bus (fred): one publishing connection and one subscribing connection per replica,
-//! both on the channel `{key_prefix}events`.
+//! both on the channel `{key_prefix}events`, and a third connection following the activity
+//! stream `{key_prefix}activity` (see `redis_feed`).
 //!
 //! A background task forwards every message received on the channel into a local
 //! `tokio::sync::broadcast` channel, so every replica's subscribers see every event, including
@@ -39,11 +40,13 @@ use fred::prelude::{
 };
 use fred::types::{CustomCommand, Message, Value};
 use switchyard_telemetry::mask_url;
-use switchyard_types::{Error, Result};
+use switchyard_types::{Activity, Error, Result};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::task::AbortHandle;
 
+use crate::feed::{FeedEntry, FeedId, Replay};
+use crate::redis_feed::RedisFeed;
 use crate::{Bus, Counters, Event, WindowCount, check_by, window_millis};
 
 /// How long [`RedisBus::connect`] waits for both connections and the subscription.
@@ -69,6 +72,8 @@ const RECONNECT_BASE: u32 = 2;
 const RECHECK: Duration = Duration::from_millis(50);
 /// Pause between attempts to re-subscribe after a failed SUBSCRIBE on a live connection.
 const RESUBSCRIBE_RETRY: Duration = Duration::from_millis(500);
+/// The part of the activity stream's key after the bus's key prefix.
+const FEED_KEY: &str = "activity";
 /// The part of a counter's key between the bus's key prefix and the counter's own key.
 const COUNTER_INFIX: &str = "rl:";
 /// Error replies with which Redis refuses a counter script it received and could run (a bug, a
@@ -125,6 +130,9 @@ pub fn decode_event(payload: &str) -> Option<Event> {
 /// A [`Bus`] on Redis publish/subscribe, spanning replicas.
 pub struct RedisBus {
     publisher: fred::clients::Client,
+    /// The connection of the activity feed's blocking reads.
+    feed_reader: fred::clients::Client,
+    feed: RedisFeed,
     subscriber: SubscriberClient,
     channel: String,
     masked_url: String,
@@ -232,6 +240,7 @@ impl RedisBus {
         };
         let publisher = builder.build().map_err(build_error)?;
         let subscriber = builder.build_subscriber_client().map_err(build_error)?;
+        let feed_reader = builder.build().map_err(build_error)?;
 
         let channel = format!("{key_prefix}events");
         let (tx, _) = broadcast::channel(CAPACITY);
@@ -257,14 +266,24 @@ impl RedisBus {
         let messages = subscriber.message_rx();
 
         tracing::info!(url = %masked_url, channel = %channel, "redis bus connecting");
-        let tasks = vec![
+        let (feed, feed_tasks) = RedisFeed::start(
+            publisher.clone(),
+            feed_reader.clone(),
+            format!("{key_prefix}{FEED_KEY}"),
+            Self::command_options(),
+        );
+        let mut tasks = vec![
             tokio::spawn(forward(messages, channel.clone(), tx.clone())).abort_handle(),
             tokio::spawn(manager.run(reconnects, sub_errors)).abort_handle(),
             tokio::spawn(record_errors(pub_errors, Arc::clone(&last_error), scrub)).abort_handle(),
             publisher.connect().abort_handle(),
             subscriber.connect().abort_handle(),
+            feed_reader.connect().abort_handle(),
         ];
+        tasks.extend(feed_tasks);
         Ok(RedisBus {
+            feed,
+            feed_reader,
             publisher,
             subscriber,
             channel,
@@ -301,6 +320,9 @@ impl RedisBus {
             }
             if self.publisher.is_connected() {
                 let _ = self.publisher.quit().await;
+            }
+            if self.feed_reader.is_connected() {
+                let _ = self.feed_reader.quit().await;
             }
         };
         let _ = tokio::time::timeout(COMMAND_TIMEOUT, quit).await;
@@ -449,6 +471,18 @@ impl Bus for RedisBus {
 
     fn backend(&self) -> &'static str {
         "redis"
+    }
+
+    fn announce(&self, activity: Activity) {
+        self.feed.announce(activity);
+    }
+
+    fn activity(&self) -> broadcast::Receiver<Arc<FeedEntry>> {
+        self.feed.subscribe()
+    }
+
+    async fn replay(&self, after: FeedId, limit: usize) -> Result<Replay> {
+        self.feed.replay(after, limit).await
     }
 }
 

@@ -11,11 +11,13 @@ mod principal;
 mod validate;
 
 // After `job`, whose `upper_enum!` they use.
+mod activity;
 mod agent;
 mod artifact;
 mod deployment;
 mod notification;
 
+pub use activity::{Activity, Topic};
 pub use agent::{
     Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Enrollment, NewRegistrationToken,
     Pool, PoolScale, PoolSettings, RegistrationToken, RegistrationTokenId, SpiffeId, is_pool_name,
