@@ -140,7 +140,7 @@ impl AgentArgs {
             (Some(pool), _) => pool,
             // Empty: the certificate's.
             (None, Some(_)) => String::new(),
-            (None, None) => "local".to_owned(),
+            (None, None) => LOCAL_POOL.to_owned(),
         };
         AgentConfig {
             servers: self.servers,
@@ -165,6 +165,10 @@ pub async fn main(command: AgentCommand) -> anyhow::Result<()> {
         None => run(command.run).await,
     }
 }
+
+/// The pool of an agent that names none, and of `switchyard dev`'s built-in agent (which
+/// therefore also takes `dev`'s uploads: see `IngestArgs::plan`).
+pub const LOCAL_POOL: &str = "local";
 
 /// Enrolls the agent and prints its id, pool and certificate expiry on one line.
 #[allow(clippy::print_stdout)]
@@ -218,7 +222,7 @@ pub fn builtin(grpc: std::net::SocketAddr, data_dir: &std::path::Path) -> AgentC
         cert_dir: None,
         ca_file: None,
         name: "dev-local".to_owned(),
-        pool: "local".to_owned(),
+        pool: LOCAL_POOL.to_owned(),
         labels: Default::default(),
         capacity: 4,
         secrets_file: secrets.exists().then_some(secrets),

@@ -155,9 +155,10 @@ pub struct IngestArgs {
     /// at exit) [default: `<data dir>/artifacts` under `dev`, else ./.switchyard/artifacts].
     #[arg(long, env = "SWITCHYARD_ARTIFACTS_URL")]
     pub artifacts_url: Option<String>,
-    /// The pool of the agents that process uploads.
-    #[arg(long, env = "SWITCHYARD_INGEST_POOL", default_value = "ingest")]
-    pub ingest_pool: String,
+    /// The pool of the agents that process uploads [default: `ingest`; under `dev`, `local`, the
+    /// built-in agent's].
+    #[arg(long, env = "SWITCHYARD_INGEST_POOL")]
+    pub ingest_pool: Option<String>,
     /// How long artifacts are kept, in seconds (default 30 days).
     #[arg(long, env = "SWITCHYARD_ARTIFACT_RETENTION_SECONDS", default_value_t = 2_592_000,
           value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
@@ -177,15 +178,24 @@ pub struct IngestArgs {
 }
 
 impl IngestArgs {
-    /// Where the artifacts go (`default_dir` unless configured) and ingest's settings.
-    pub fn plan(&self, default_dir: &std::path::Path) -> (String, switchyard_core::IngestConfig) {
+    /// Where the artifacts go (`default_dir` unless configured) and ingest's settings, with
+    /// uploads processed in `default_pool` unless a pool is configured.
+    pub fn plan(
+        &self,
+        default_dir: &std::path::Path,
+        default_pool: &str,
+    ) -> (String, switchyard_core::IngestConfig) {
         let location = self
             .artifacts_url
             .clone()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| default_dir.display().to_string());
         let config = switchyard_core::IngestConfig {
-            pool: self.ingest_pool.clone(),
+            pool: self
+                .ingest_pool
+                .clone()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| default_pool.to_owned()),
             max_file_bytes: self.max_file_mb << 20,
             max_upload_bytes: self.max_upload_mb << 20,
             retention: std::time::Duration::from_secs(self.artifact_retention_seconds),
@@ -438,7 +448,7 @@ mod tests {
             },
             ingest: IngestArgs {
                 artifacts_url: None,
-                ingest_pool: "ingest".to_owned(),
+                ingest_pool: None,
                 artifact_retention_seconds: 2_592_000,
                 artifact_sweep_seconds: 60,
                 max_file_mb: 1024,
@@ -446,6 +456,16 @@ mod tests {
             },
             notify_outbox_dir: PathBuf::from("./.switchyard/outbox"),
         }
+    }
+
+    #[test]
+    fn the_ingest_pool_defaults_to_the_callers_unless_configured() {
+        let mut a = args(Some(PG), None, Environment::Dev, None);
+        let dir = std::path::Path::new("/tmp/artifacts");
+        assert_eq!(a.ingest.plan(dir, "local").1.pool, "local");
+        assert_eq!(a.ingest.plan(dir, "ingest").1.pool, "ingest");
+        a.ingest.ingest_pool = Some("uploads".to_owned());
+        assert_eq!(a.ingest.plan(dir, "local").1.pool, "uploads");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Wiring of identity: the token keys (from config, or kept in the data directory by `dev`),
-//! the identity service, the auth gate both edges share, and the bootstrap administrator.
+//! the identity service, the auth gate both edges share, the bootstrap administrator, and the
+//! artifact grants of ingest jobs (signed with the same keys).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,9 @@ use switchyard_auth::layer::Gate;
 use switchyard_auth::limits::{LoginLimiter, TenantQuota};
 use switchyard_auth::{Identity, IdentityConfig, Secret, TokenIssuer, TokenKeys};
 use switchyard_bus::Counters;
+use switchyard_core::ingest::ArtifactGrants;
 use switchyard_store::IdentityStore;
-use switchyard_types::Principal;
+use switchyard_types::{JobId, Principal, TenantId};
 
 use crate::config::AuthArgs;
 
@@ -42,6 +44,28 @@ pub struct Wired {
     /// In `dev`: the administrator's email and where its password is (`None`: in
     /// `SWITCHYARD_ADMIN_PASSWORD`), to print how to log in.
     pub dev_admin: Option<(String, Option<PathBuf>)>,
+    /// The artifact grants of ingest jobs, for the agents service and ingest.
+    pub grants: Arc<dyn ArtifactGrants>,
+}
+
+/// Artifact grants signed and checked with the access tokens' keys (under their own audience,
+/// see [`TokenIssuer::issue_grant`]). An adapter here, so the domain does not depend on the
+/// auth crate nor the auth crate on the domain.
+struct TokenGrants(Arc<TokenIssuer>);
+
+impl ArtifactGrants for TokenGrants {
+    fn issue(
+        &self,
+        tenant: &TenantId,
+        job: JobId,
+        ttl: Duration,
+    ) -> switchyard_types::Result<String> {
+        self.0.issue_grant(tenant, job, ttl)
+    }
+
+    fn verify(&self, grant: &str) -> switchyard_types::Result<(TenantId, JobId)> {
+        self.0.verify_grant(grant)
+    }
 }
 
 /// Builds identity over `store`, counting rate limits in `counters`, and makes sure the
@@ -54,15 +78,15 @@ pub async fn wire(
 ) -> anyhow::Result<Wired> {
     let args = &plan.args;
     let keys = token_keys(plan)?;
-    let issuer = TokenIssuer::new(
+    let issuer = Arc::new(TokenIssuer::new(
         keys,
         args.jwt_issuer.clone(),
         args.jwt_audience.clone(),
         Duration::from_secs(args.jwt_access_ttl_seconds),
-    );
+    ));
     let identity = Identity::new(
         store,
-        Arc::new(issuer),
+        issuer.clone(),
         LoginLimiter::new(counters.clone(), args.login_failures_per_minute),
         IdentityConfig {
             refresh_ttl: Duration::from_secs(args.jwt_refresh_ttl_seconds),
@@ -81,6 +105,7 @@ pub async fn wire(
         gate: Arc::new(gate),
         quota,
         dev_admin,
+        grants: Arc::new(TokenGrants(issuer)),
     })
 }
 

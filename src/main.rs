@@ -7,6 +7,7 @@ mod bench;
 mod bench_agents;
 mod bench_auth;
 mod bench_ingest;
+mod bench_ws;
 mod cli;
 mod config;
 mod identity;
@@ -90,6 +91,9 @@ enum BenchCommand {
     /// Upload throughput over REST (multipart) and gRPC (client stream) to the local artifact
     /// store, one upload at a time and several at once.
     Ingest(bench_ingest::IngestBenchArgs),
+    /// Fan-out of live activity to WebSocket clients: deliveries per second to 1,000 clients,
+    /// and event latency p50/p99.
+    Ws(bench_ws::WsBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -169,7 +173,10 @@ async fn run(command: Command) -> Result<(), Failure> {
                 tls: tls::dev(&args.data_dir)?,
                 demo_environments: true,
                 notify_outbox_dir: args.data_dir.join("outbox"),
-                ingest: args.ingest.plan(&args.data_dir.join("artifacts")),
+                // The built-in agent processes uploads.
+                ingest: args
+                    .ingest
+                    .plan(&args.data_dir.join("artifacts"), agent::LOCAL_POOL),
             };
             tracing::info!(dashboard = %format!("http://{}", args.http_addr), "switchyard dev");
             Ok(server::run(plan).await?)
@@ -199,7 +206,7 @@ async fn run(command: Command) -> Result<(), Failure> {
                 notify_outbox_dir: args.notify_outbox_dir.clone(),
                 ingest: args
                     .ingest
-                    .plan(std::path::Path::new("./.switchyard/artifacts")),
+                    .plan(std::path::Path::new("./.switchyard/artifacts"), "ingest"),
             };
             Ok(server::run(plan).await?)
         }
@@ -208,6 +215,7 @@ async fn run(command: Command) -> Result<(), Failure> {
         Command::Bench(BenchCommand::Auth(args)) => Ok(bench_auth::run(args).await?),
         Command::Bench(BenchCommand::Agents(args)) => Ok(bench_agents::run(args).await?),
         Command::Bench(BenchCommand::Ingest(args)) => Ok(bench_ingest::run(args).await?),
+        Command::Bench(BenchCommand::Ws(args)) => Ok(bench_ws::run(args).await?),
         Command::Login(args) => Ok(cli::login(args).await?),
         Command::Logout(args) => Ok(cli::logout(args).await?),
         Command::Admin(args) => Ok(cli::admin(args).await?),

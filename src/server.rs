@@ -90,7 +90,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         }
     };
     let queue = Queue::new(stores.queue, bus, QueueConfig::default());
-    let mut agents = Agents::new(queue.clone(), stores.agents.clone(), plan.agents.clone());
+    let auth = identity::wire(&plan.auth, stores.identity, counters, plan.tls.agent_tokens).await?;
+    let mut agents = Agents::new(queue.clone(), stores.agents.clone(), plan.agents.clone())
+        .with_grants(auth.grants.clone());
     if let Some(signer) = plan.tls.signer.clone() {
         agents = agents.with_signer(signer);
     }
@@ -111,7 +113,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let (artifacts_url, ingest_config) = plan.ingest.clone();
     let blobs = switchyard_blobs::Blobs::open(&artifacts_url)
         .with_context(|| format!("cannot open the artifact store at {artifacts_url}"))?;
-    let ingest = Ingest::new(stores.artifacts, blobs, queue.clone(), ingest_config);
+    let ingest = Ingest::new(stores.artifacts, blobs, queue.clone(), ingest_config)
+        .with_grants(auth.grants.clone());
     // One lease plus the agents' longest reconnect pause: every live agent is back before it ends.
     let grace = plan.agents.lease + switchyard_agent::RECONNECT_BACKOFF_MAX;
     let renewed = queue.grant_restart_grace(grace).await?;
@@ -122,7 +125,6 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             "restart grace: leases that expired while the control plane was down renewed"
         );
     }
-    let auth = identity::wire(&plan.auth, stores.identity, counters, plan.tls.agent_tokens).await?;
     let cors = plan
         .auth
         .args
@@ -255,7 +257,7 @@ async fn demo_environments(deployments: &Deployments) -> anyhow::Result<()> {
         }
         let env = PutEnvironment {
             name: name.to_owned(),
-            pool: "local".to_owned(),
+            pool: crate::agent::LOCAL_POOL.to_owned(),
             deploy_command:
                 "echo \"deploying {{service}} {{version}} to {{environment}}\" && sleep 1"
                     .to_owned(),

@@ -49,6 +49,17 @@ impl Agent {
             .iter()
             .map(|s| format!("http://{}", s.grpc))
             .collect();
+        Self::start_at(pool, name, &servers, token, dir)
+    }
+
+    /// [`Agent::start_in`] with the servers' addresses given as URLs (a proxy's, say).
+    pub(crate) fn start_at(
+        pool: &str,
+        name: &str,
+        servers: &[String],
+        token: &str,
+        dir: &Path,
+    ) -> Agent {
         let child = binary()
             .arg("agent")
             .env("SWITCHYARD_SERVERS", servers.join(","))

@@ -18,13 +18,13 @@ use tonic::Code;
 use crate::support::{Db, Server, send, temp_path};
 
 /// Deterministic, incompressible-looking bytes.
-fn content(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn content(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
         .collect()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -32,7 +32,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Every file under `dir` (the artifact store), recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return found;
@@ -49,7 +49,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A server whose artifact store is a directory the test can look into.
-async fn server(extra: &[(&str, &str)]) -> (Server, PathBuf) {
+pub(crate) async fn server(extra: &[(&str, &str)]) -> (Server, PathBuf) {
     let dir = temp_path("sy-it-ingest-");
     let url = dir.display().to_string();
     let mut env = vec![("SWITCHYARD_ARTIFACTS_URL", url.as_str())];
@@ -58,7 +58,7 @@ async fn server(extra: &[(&str, &str)]) -> (Server, PathBuf) {
 }
 
 /// A multipart form: `metadata` (as given), then the files.
-fn form(metadata: &str, files: &[(&str, Vec<u8>)]) -> reqwest::multipart::Form {
+pub(crate) fn form(metadata: &str, files: &[(&str, Vec<u8>)]) -> reqwest::multipart::Form {
     let mut form = reqwest::multipart::Form::new().text("metadata", metadata.to_owned());
     for (name, bytes) in files {
         let part = reqwest::multipart::Part::bytes(bytes.clone())
@@ -70,7 +70,8 @@ fn form(metadata: &str, files: &[(&str, Vec<u8>)]) -> reqwest::multipart::Form {
     form
 }
 
-async fn upload_rest(s: &Server, form: reqwest::multipart::Form) -> (u16, Value) {
+/// Uploads `form` over REST as the administrator: (status, body).
+pub(crate) async fn upload_rest(s: &Server, form: reqwest::multipart::Form) -> (u16, Value) {
     let (status, body, _) = send(s.client.post(s.url("/api/ingest")).multipart(form)).await;
     (status, body)
 }
@@ -185,7 +186,10 @@ async fn a_rest_upload_is_stored_hashed_queued_and_read_back() {
     assert_eq!(status, 400, "{body}");
 }
 
-async fn ingest_client(s: &Server) -> IngestServiceClient<crate::support::AuthedChannel> {
+/// An ingest client sending the administrator's token.
+pub(crate) async fn ingest_client(
+    s: &Server,
+) -> IngestServiceClient<crate::support::AuthedChannel> {
     IngestServiceClient::new(s.grpc_admin().await)
         .max_decoding_message_size(8 * 1024 * 1024)
         .max_encoding_message_size(8 * 1024 * 1024)

@@ -15,6 +15,7 @@ use tonic::{Code, Status};
 
 use crate::certs;
 use crate::config::{AgentConfig, AgentError};
+use crate::executor::Link;
 use crate::session::{SILENT_INTERVALS, Session};
 
 /// How long dialing, the `Connect` call and the `Welcome` may take together.
@@ -232,10 +233,8 @@ async fn handshake(
     };
     // The receiver is alive and the channel empty: this cannot fail.
     let _ = tx.try_send(hello);
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    if let Some(auth) = auth {
-        request.metadata_mut().insert("authorization", auth);
-    }
+    let link = Link::new(channel.clone(), auth);
+    let request = link.request(ReceiverStream::new(rx));
     let status = |status| Failure::Status {
         server: server.clone(),
         status,
@@ -248,7 +247,7 @@ async fn handshake(
     match inbound.message().await.map_err(status)? {
         Some(ConnectResponse {
             body: Some(connect_response::Body::Welcome(welcome)),
-        }) => Ok(Session::new(server, tx, inbound, &welcome)),
+        }) => Ok(Session::new(server, link, tx, inbound, &welcome)),
         Some(_) => Err(Failure::NotWelcome { server }),
         None => Err(Failure::Closed { server }),
     }

@@ -6,12 +6,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_proto::v1::{HeldJob, Job, JobFinished, LogChunk};
+use switchyard_proto::v1::{HeldJob, Job, JobFinished, JobProgress, LogChunk};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{self, Executors, Outcome};
+use crate::executor::{self, Artifacts, Executors, Outcome};
 use crate::logs::LogSink;
 
 /// `JobFinished.error` is at most 4096 characters; the server counts bytes.
@@ -42,11 +42,13 @@ impl fmt::Display for JobKey {
     }
 }
 
-/// What a job task tells the agent loop, in order: its log chunks, then its end.
+/// What a job task tells the agent loop, in order: its log chunks and progress, then its end.
 #[derive(Debug)]
 pub(crate) enum JobEvent {
     /// A chunk of output, masked.
     Log(LogChunk),
+    /// How far it is.
+    Progress(JobProgress),
     /// The executor returned.
     Ended {
         /// The attempt.
@@ -94,15 +96,22 @@ impl Jobs {
         }
     }
 
-    /// Starts a task running `job`; it ends with a [`JobEvent::Ended`], even if it panics.
-    pub(crate) fn start(&mut self, key: JobKey, job: Job) {
+    /// Starts a task running `job` (an `ingest` job fetches `artifacts`); it ends with a
+    /// [`JobEvent::Ended`], even if it panics.
+    pub(crate) fn start(&mut self, key: JobKey, job: Job, artifacts: Option<Artifacts>) {
         let cancel = CancellationToken::new();
         let (executors, events) = (self.executors.clone(), self.events.clone());
         let (task_key, task_cancel) = (key.clone(), cancel.clone());
         tokio::spawn(async move {
             let masker = executors.secrets.masker();
             let logs = LogSink::new(task_key.clone(), masker, events.clone());
-            let work = tokio::spawn(executor::execute(job, executors, task_cancel, logs));
+            let work = tokio::spawn(executor::execute(
+                job,
+                artifacts,
+                executors,
+                task_cancel,
+                logs,
+            ));
             let outcome = work.await.unwrap_or_else(|e| {
                 tracing::error!(job = %task_key, error = %e, "executor task failed");
                 Outcome::failure("the agent's executor crashed")

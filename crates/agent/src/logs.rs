@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use switchyard_proto::v1::LogChunk;
+use switchyard_proto::v1::{JobProgress, LogChunk};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -46,6 +46,17 @@ impl LogSink {
             since: None,
             seq: 0,
         }
+    }
+
+    /// Reports that the attempt is `percent` (0-100) done, through the same channel as its
+    /// output (so it reaches the server in order with it).
+    pub(crate) async fn progress(&self, percent: u8) {
+        let report = JobProgress {
+            job_id: self.key.job_id.clone(),
+            attempt: self.key.attempt,
+            percent: percent.min(100).into(),
+        };
+        let _ = self.events.send(JobEvent::Progress(report)).await;
     }
 
     /// Takes raw output in; ships full chunks at once.
@@ -154,7 +165,9 @@ mod tests {
         while let Ok(event) = rx.try_recv() {
             match event {
                 JobEvent::Log(chunk) => out.push(chunk),
-                JobEvent::Ended { .. } => panic!("a sink sends logs only"),
+                JobEvent::Ended { .. } | JobEvent::Progress(_) => {
+                    panic!("a sink sends logs only")
+                }
             }
         }
         out

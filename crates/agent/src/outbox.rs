@@ -3,12 +3,13 @@
 //!
 //! `JobStarted` and `JobFinished` are always kept. Log chunks are bounded per attempt: beyond
 //! [`LOG_LIMIT`] bytes waiting, the oldest chunks of that attempt are dropped (the server sees
-//! a gap in the sequence numbers) and a warning is logged once per attempt.
+//! a gap in the sequence numbers) and a warning is logged once per attempt. Only the latest
+//! `JobProgress` of an attempt waits: a newer one takes the place of the one queued.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use switchyard_proto::v1::connect_request::Body;
-use switchyard_proto::v1::{Credits, JobFinished, JobStarted, LogChunk};
+use switchyard_proto::v1::{Credits, JobFinished, JobProgress, JobStarted, LogChunk};
 
 use crate::jobs::JobKey;
 
@@ -31,6 +32,7 @@ pub(crate) fn key_of(body: &Body) -> Option<JobKey> {
         Body::Started(s) => Some(JobKey::new(s.job_id.clone(), s.attempt)),
         Body::Log(l) => Some(JobKey::new(l.job_id.clone(), l.attempt)),
         Body::Finished(f) => Some(JobKey::new(f.job_id.clone(), f.attempt)),
+        Body::Progress(p) => Some(JobKey::new(p.job_id.clone(), p.attempt)),
         Body::Hello(_) | Body::Heartbeat(_) | Body::Credits(_) | Body::Renew(_) => None,
     }
 }
@@ -66,6 +68,27 @@ impl Outbox {
             });
         }
         self.log_bytes.insert(key, waiting);
+    }
+
+    /// Queues `JobProgress`, in place of the attempt's progress still waiting if there is one.
+    pub(crate) fn progress(&mut self, report: JobProgress) {
+        let waiting = self.queue.iter_mut().find_map(|body| match body {
+            Body::Progress(p) if p.job_id == report.job_id && p.attempt == report.attempt => {
+                Some(p)
+            }
+            Body::Hello(_)
+            | Body::Heartbeat(_)
+            | Body::Credits(_)
+            | Body::Started(_)
+            | Body::Log(_)
+            | Body::Finished(_)
+            | Body::Renew(_)
+            | Body::Progress(_) => None,
+        });
+        match waiting {
+            Some(p) => *p = report,
+            None => self.queue.push_back(Body::Progress(report)),
+        }
     }
 
     /// Queues `JobFinished`.
@@ -187,7 +210,8 @@ mod tests {
                 | Body::Started(_)
                 | Body::Log(_)
                 | Body::Finished(_)
-                | Body::Renew(_) => None,
+                | Body::Renew(_)
+                | Body::Progress(_) => None,
             })
             .collect();
         assert_eq!(seqs.len(), LOG_LIMIT / size, "4 MiB kept");
@@ -198,6 +222,34 @@ mod tests {
             "finished is never dropped"
         );
         assert!(outbox.is_empty() && outbox.log_bytes.is_empty());
+    }
+
+    #[test]
+    fn only_the_latest_progress_of_an_attempt_waits_in_its_place() {
+        let mut outbox = Outbox::default();
+        let a = JobKey::new("a", 1);
+        let progress = |job: &str, percent| JobProgress {
+            job_id: job.into(),
+            attempt: 1,
+            percent,
+        };
+        outbox.started(&a);
+        outbox.progress(progress("a", 10));
+        outbox.progress(progress("b", 20));
+        outbox.log(chunk("a", 0, 3));
+        outbox.progress(progress("a", 30));
+        let bodies = drain(&mut outbox);
+        let shown: Vec<String> = bodies
+            .iter()
+            .map(|b| {
+                if let Body::Progress(p) = b {
+                    format!("{}:{}", p.job_id, p.percent)
+                } else {
+                    format!("{:?}", key_of(b).map(|k| k.to_string()))
+                }
+            })
+            .collect();
+        assert_eq!(shown, ["Some(\"a#1\")", "a:30", "b:20", "Some(\"a#1\")"]);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tonic::Streaming;
 
 use crate::dial::Failure;
+use crate::executor::Link;
 use crate::jobs::JobKey;
 use crate::outbox::{Outbox, key_of};
 
@@ -37,6 +38,8 @@ pub(crate) struct Session {
     pub(crate) agent_id: String,
     /// The lease every job gets, from `Welcome`.
     pub(crate) lease: Duration,
+    /// The stream's connection and credential, for the calls jobs make (artifact fetches).
+    pub(crate) link: Link,
     heartbeat_every: Duration,
     tx: mpsc::Sender<ConnectRequest>,
     inbound: Streaming<ConnectResponse>,
@@ -50,7 +53,8 @@ pub(crate) struct Session {
     renewal: Option<RenewCertificate>,
     /// Heartbeats sent and not answered: when, and how many of `unconfirmed` preceded each.
     heartbeats: VecDeque<(Instant, usize)>,
-    /// Reports (`JobStarted`, log chunks, `JobFinished`) sent but not known to have arrived:
+    /// Reports (`JobStarted`, log chunks, `JobFinished`; not `JobProgress`) sent but not known
+    /// to have arrived:
     /// a heartbeat's ack confirms those sent before it. All are idempotent on the server (by
     /// attempt, and by sequence number for log chunks), so a resend after a broken stream is
     /// safe.
@@ -60,9 +64,10 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// A session on the stream `inbound` / `tx` that `welcome` opened.
+    /// A session on the stream `inbound` / `tx` over `link` that `welcome` opened.
     pub(crate) fn new(
         server: String,
+        link: Link,
         tx: mpsc::Sender<ConnectRequest>,
         inbound: Streaming<ConnectResponse>,
         welcome: &Welcome,
@@ -76,6 +81,7 @@ impl Session {
             server,
             agent_id: welcome.agent_id.clone(),
             lease: seconds(welcome.lease_seconds, DEFAULT_LEASE),
+            link,
             heartbeat_every: seconds(welcome.heartbeat_interval_seconds, DEFAULT_HEARTBEAT),
             tx,
             inbound,
@@ -141,7 +147,8 @@ impl Session {
                 self.unconfirmed.push(body.clone());
                 self.sent_since_heartbeat = true;
             }
-            Body::Hello(_) | Body::Credits(_) | Body::Renew(_) => {}
+            // Progress is advisory: a newer one (or the end) follows; never sent again.
+            Body::Hello(_) | Body::Credits(_) | Body::Renew(_) | Body::Progress(_) => {}
         }
         permit.send(ConnectRequest { body: Some(body) });
     }

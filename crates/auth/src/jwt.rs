@@ -1,6 +1,11 @@
 //! Access tokens: short-lived JWTs signed with HS256 or Ed25519 (EdDSA), verified with the
 //! algorithm pinned by the configured key, required `exp`/`nbf`/`iat`/`iss`/`aud`/`sub`, the
 //! tenant and known scopes, and 30 s of clock leeway.
+//!
+//! Artifact grants ([`TokenIssuer::issue_grant`]): JWTs signed with the same keys that let the
+//! agent running an ingest job fetch that job's artifacts. Their audience is the access tokens'
+//! with [`GRANT_AUDIENCE_SUFFIX`] appended, so a grant never passes as an access token, nor an
+//! access token as a grant.
 
 use std::fmt;
 use std::time::Duration;
@@ -9,7 +14,7 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use switchyard_types::{Error, ErrorKind, Principal, PrincipalKind, ScopeSet, TenantId};
+use switchyard_types::{Error, ErrorKind, JobId, Principal, PrincipalKind, ScopeSet, TenantId};
 use uuid::Uuid;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
@@ -20,6 +25,12 @@ pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
 /// The one message every rejected token gets: it says nothing about why.
 const INVALID_TOKEN: &str = "invalid or expired token";
+
+/// What an artifact grant's audience adds to the access tokens' audience.
+pub const GRANT_AUDIENCE_SUFFIX: &str = ":artifact-grant";
+
+/// The one message every rejected artifact grant gets.
+const INVALID_GRANT: &str = "invalid or expired artifact grant";
 
 /// The `kind` claim of a user's token.
 const KIND_USER: &str = "user";
@@ -137,6 +148,20 @@ pub struct AccessClaims {
     pub kind: String,
 }
 
+/// The claims of an artifact grant: the job (`sub`) and its tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct GrantClaims {
+    iss: String,
+    aud: String,
+    /// The job id.
+    sub: String,
+    tenant: String,
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: String,
+}
+
 /// A freshly signed access token. `Debug` hides the token.
 #[derive(Clone)]
 pub struct IssuedToken {
@@ -167,6 +192,7 @@ pub struct TokenIssuer {
     access_ttl: Duration,
     header: Header,
     validation: Validation,
+    grant_validation: Validation,
 }
 
 impl fmt::Debug for TokenIssuer {
@@ -205,6 +231,8 @@ impl TokenIssuer {
         // jsonwebtoken ignores "iat" here; `AccessClaims::iat` is not optional, so a token
         // without it fails to deserialize, and `verify` checks it is not in the future.
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        let mut grant_validation = validation.clone();
+        grant_validation.set_audience(&[grant_audience(&audience)]);
 
         TokenIssuer {
             header: Header::new(alg),
@@ -213,6 +241,7 @@ impl TokenIssuer {
             audience,
             access_ttl,
             validation,
+            grant_validation,
         }
     }
 
@@ -306,6 +335,59 @@ impl TokenIssuer {
             kind,
         })
     }
+}
+
+impl TokenIssuer {
+    /// Signs an artifact grant for job `job` of `tenant`, valid for `ttl` (whole seconds).
+    pub fn issue_grant(
+        &self,
+        tenant: &TenantId,
+        job: JobId,
+        ttl: Duration,
+    ) -> Result<String, Error> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = GrantClaims {
+            iss: self.issuer.clone(),
+            aud: grant_audience(&self.audience),
+            sub: job.to_string(),
+            tenant: tenant.as_str().to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+            jti: Uuid::now_v7().to_string(),
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.keys.encoding)
+            .map_err(|e| Error::internal(format!("signing an artifact grant: {e}")))
+    }
+
+    /// The tenant and job an artifact grant names. Any failure — bad signature, other
+    /// algorithm, expired, wrong issuer or audience (an access token), missing or malformed
+    /// claim — is `PermissionDenied` with one generic message.
+    pub fn verify_grant(&self, grant: &str) -> Result<(TenantId, JobId), Error> {
+        self.check_grant(grant).map_err(|reason| {
+            tracing::debug!(reason, "artifact grant rejected");
+            Error::new(ErrorKind::PermissionDenied, INVALID_GRANT)
+        })
+    }
+
+    fn check_grant(&self, grant: &str) -> Result<(TenantId, JobId), &'static str> {
+        let claims =
+            jsonwebtoken::decode::<GrantClaims>(grant, &self.keys.decoding, &self.grant_validation)
+                .map_err(|e| jwt_reason(e.kind()))?
+                .claims;
+        let leeway = i64::try_from(LEEWAY_SECONDS).unwrap_or(i64::MAX);
+        if claims.iat > chrono::Utc::now().timestamp().saturating_add(leeway) {
+            return Err("iat in the future");
+        }
+        let tenant = TenantId::parse(&claims.tenant).map_err(|_| "invalid tenant")?;
+        let job = claims.sub.parse().map_err(|_| "invalid job")?;
+        Ok((tenant, job))
+    }
+}
+
+/// The audience of the artifact grants of an installation whose access tokens have `audience`.
+fn grant_audience(audience: &str) -> String {
+    format!("{audience}{GRANT_AUDIENCE_SUFFIX}")
 }
 
 /// A loggable reason for a jsonwebtoken error, without any part of the token (its JSON and
@@ -665,6 +747,107 @@ mod tests {
             &issuer,
             &sign_hs(&claims, b"another-secret-of-at-least-32-bytes!!"),
         );
+    }
+
+    fn job() -> JobId {
+        JobId::new()
+    }
+
+    fn assert_grant_rejected(issuer: &TokenIssuer, grant: &str) {
+        let err = issuer
+            .verify_grant(grant)
+            .expect_err("grant must be rejected");
+        assert_eq!(err.kind, ErrorKind::PermissionDenied);
+        assert_eq!(err.message, INVALID_GRANT);
+    }
+
+    #[test]
+    fn grants_round_trip_with_both_key_kinds() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let ed = TokenKeys::ed25519_pem(ed_private_pem().as_bytes()).unwrap();
+        for issuer in [
+            hs_issuer(),
+            TokenIssuer::new(ed, ISS, AUD, Duration::from_secs(60)),
+        ] {
+            let id = job();
+            let grant = issuer
+                .issue_grant(&tenant, id, Duration::from_secs(120))
+                .unwrap();
+            assert_eq!(issuer.verify_grant(&grant).unwrap(), (tenant.clone(), id));
+            let claims: GrantClaims =
+                jsonwebtoken::dangerous::insecure_decode_claims(&grant).unwrap();
+            assert_eq!(claims.aud, format!("{AUD}:artifact-grant"));
+            assert_eq!(claims.exp - claims.iat, 120);
+        }
+    }
+
+    #[test]
+    fn a_grant_is_not_an_access_token_nor_the_reverse() {
+        let issuer = hs_issuer();
+        let tenant = TenantId::parse("acme").unwrap();
+        let grant = issuer
+            .issue_grant(&tenant, job(), Duration::from_secs(120))
+            .unwrap();
+        assert_rejected(&issuer, &grant);
+        let access = issuer
+            .issue(
+                "user-1",
+                &tenant,
+                ScopeSet::of(&[Scope::JobsWrite]),
+                PrincipalKind::User,
+            )
+            .unwrap();
+        assert_grant_rejected(&issuer, &access.token);
+        // Nor do the access claims pass when signed with the grant's audience: `sub` is no job.
+        let mut claims = good_claims();
+        claims["aud"] = json!(format!("{AUD}:artifact-grant"));
+        assert_grant_rejected(&issuer, &sign_hs(&claims, SECRET));
+    }
+
+    #[test]
+    fn expired_tampered_or_foreign_grants_are_rejected() {
+        let issuer = hs_issuer();
+        let now = now();
+        let id = job();
+        let claims = |exp: i64| {
+            json!({
+                "iss": ISS, "aud": format!("{AUD}:artifact-grant"), "sub": id.to_string(),
+                "tenant": "acme", "iat": now - 600, "nbf": now - 600, "exp": exp,
+                "jti": Uuid::new_v4().to_string(),
+            })
+        };
+        issuer
+            .verify_grant(&sign_hs(&claims(now + 60), SECRET))
+            .expect("baseline is accepted");
+        assert_grant_rejected(&issuer, &sign_hs(&claims(now - 31 - 5), SECRET));
+        assert_grant_rejected(
+            &issuer,
+            &sign_hs(&claims(now + 60), b"another-secret-of-at-least-32-bytes!!"),
+        );
+        // Another job or tenant in the payload, under the original signature.
+        let grant = issuer
+            .issue_grant(
+                &TenantId::parse("acme").unwrap(),
+                id,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let mut parts = grant.split('.');
+        let (header, payload, signature) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        for (claim, value) in [("sub", job().to_string()), ("tenant", "other".to_owned())] {
+            let mut forged: Value =
+                serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+            forged[claim] = json!(value);
+            let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+            assert_grant_rejected(&issuer, &format!("{header}.{forged}.{signature}"));
+        }
+        for garbage in ["", "a.b.c", "Bearer x"] {
+            assert_grant_rejected(&issuer, garbage);
+        }
     }
 
     #[test]

@@ -163,10 +163,12 @@ fn unauthenticated(message: &str) -> Error {
 }
 
 /// The bearer credential of `authorization: Bearer <credential>`, if the header is present.
-/// Any other scheme, or a header that is not visible ASCII, is `Unauthenticated`.
+/// Any other scheme, or a header that is not visible ASCII, is `Unauthenticated`. Without the
+/// header, a WebSocket handshake may carry it as the subprotocol `bearer.<credential>` (browsers
+/// cannot set headers on a WebSocket).
 pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>> {
     let Some(value) = headers.get(AUTHORIZATION) else {
-        return Ok(None);
+        return Ok(subprotocol_bearer(headers));
     };
     let malformed = || unauthenticated("the authorization header must be `Bearer <credential>`");
     let value = value.to_str().map_err(|_| malformed())?;
@@ -177,6 +179,20 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>> {
     }
     Ok(Some(credential))
 }
+
+/// The credential offered as the WebSocket subprotocol `bearer.<credential>`, if any.
+fn subprotocol_bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(WS_BEARER_PREFIX))
+        .filter(|credential| !credential.is_empty())
+}
+
+/// The prefix of the WebSocket subprotocol that carries a bearer credential.
+pub const WS_BEARER_PREFIX: &str = "bearer.";
 
 /// The tower layer; see the module docs.
 #[derive(Clone)]

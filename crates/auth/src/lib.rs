@@ -19,7 +19,10 @@ pub mod secret;
 pub mod service;
 
 pub use enrollment::{Enrolled, Enrollments};
-pub use jwt::{AccessClaims, IssuedToken, KeyAlgorithm, LEEWAY_SECONDS, TokenIssuer, TokenKeys};
+pub use jwt::{
+    AccessClaims, GRANT_AUDIENCE_SUFFIX, IssuedToken, KeyAlgorithm, LEEWAY_SECONDS, TokenIssuer,
+    TokenKeys,
+};
 pub use password::{hash_password, validate_password, verify_dummy, verify_password};
 pub use secret::{
     API_KEY_PREFIX, REFRESH_TOKEN_PREFIX, REGISTRATION_TOKEN_PREFIX, Secret, digest, digests_match,

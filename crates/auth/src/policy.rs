@@ -124,10 +124,15 @@ pub static RULES: &[Rule] = &[
         ],
     ),
     // Agents: the stream takes the agent's certificate; enrolling, its registration token.
+    // Fetching an upload's artifacts also takes the grant of the job's `Assign`.
     rule(
         Agent,
         &["POST /agents/{id}/heartbeat"],
-        &["AgentService/Connect", "AgentService/Heartbeat"],
+        &[
+            "AgentService/Connect",
+            "AgentService/Heartbeat",
+            "IngestService/FetchArtifact",
+        ],
     ),
     rule(Public, &["POST /agents/register"], &["AgentService/Enroll"]),
     rule(
@@ -164,6 +169,8 @@ pub static RULES: &[Rule] = &[
             "AgentService/RevokeRegistrationToken",
         ],
     ),
+    // Live activity: any caller; each topic needs its read scope, checked when subscribing.
+    rule(Access::Authenticated, &["GET /ws"], &[]),
     // Ingest: uploading, and reading uploads' status and artifacts (reads of the tenant's jobs).
     rule(S(IngestWrite), &["POST /ingest"], &["IngestService/Upload"]),
     rule(

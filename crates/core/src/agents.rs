@@ -10,20 +10,24 @@ use futures::{Stream, StreamExt};
 use switchyard_pki::Signer;
 use switchyard_store::{AgentStore, Beat, StreamBeat};
 use switchyard_types::{
-    Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Error, ErrorKind, Job, JobId,
-    JobState, Labels, Outcome, Principal, Result, SpiffeId,
+    Activity, Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Error, ErrorKind, INGEST_KIND, Job,
+    JobId, JobState, Labels, Outcome, Principal, Result, SpiffeId,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::dispatch::{Cancels, Door, Doors, Heartbeats};
+use crate::ingest::ArtifactGrants;
 use crate::queue::{ClaimJobs, Queue};
 use crate::validate::Violations;
 
 /// How many heartbeat intervals an agent may withhold free slots while work waits before it is
 /// `DEGRADED`.
 pub const DEAF_INTERVALS: u32 = 3;
+
+/// The longest an artifact grant lives, whatever the job's timeout.
+const MAX_GRANT_TTL: Duration = Duration::from_secs(86_400);
 
 /// Leeway for the database clock, which stamps heartbeats, against this replica's (at most
 /// half an interval).
@@ -69,6 +73,8 @@ pub enum FromAgent {
     Log(JobId, u32, u64, String),
     /// A job's attempt ended.
     Finished(JobId, u32, Outcome),
+    /// How far a job's attempt is: percent done, 0-100.
+    Progress(JobId, u32, u8),
     /// A fresh certificate, please, for the key of this signing request (PKCS #10, DER).
     Renew(Vec<u8>),
 }
@@ -103,7 +109,13 @@ pub enum ToAgent {
         lease: Duration,
     },
     /// Run this job (claimed for the agent, attempt bumped).
-    Assign(Box<Job>),
+    Assign {
+        /// The job.
+        job: Box<Job>,
+        /// For an `ingest` job: the grant to fetch its artifacts with (see
+        /// [`ArtifactGrants`]), when this server issues grants.
+        artifact_grant: Option<String>,
+    },
     /// Stop this attempt: the job was cancelled.
     Cancel(JobId, u32),
     /// Stop this attempt: it is no longer the agent's.
@@ -124,6 +136,7 @@ pub struct Agents {
     config: AgentsConfig,
     draining: CancellationToken,
     signer: Option<Signer>,
+    grants: Option<Arc<dyn ArtifactGrants>>,
     shared: Arc<Shared>,
 }
 
@@ -148,6 +161,7 @@ impl Agents {
             config,
             draining: CancellationToken::new(),
             signer: None,
+            grants: None,
         }
     }
 
@@ -155,6 +169,34 @@ impl Agents {
     pub fn with_signer(mut self, signer: Signer) -> Self {
         self.signer = Some(signer);
         self
+    }
+
+    /// Sends every `ingest` job's `Assign` with a grant from `grants`, so its agent can fetch
+    /// the job's artifacts.
+    pub fn with_grants(mut self, grants: Arc<dyn ArtifactGrants>) -> Self {
+        self.grants = Some(grants);
+        self
+    }
+
+    /// The `Assign` of `job`: with an artifact grant for an `ingest` job, valid for the job's
+    /// timeout but at least three leases (a job outlives a few renewals) and at most
+    /// [`MAX_GRANT_TTL`]. A grant that cannot be issued is left out (the agent's fetch then
+    /// fails, and the job with it) rather than holding the job back.
+    fn assign(&self, job: Job) -> ToAgent {
+        let artifact_grant = match &self.grants {
+            Some(grants) if job.kind == INGEST_KIND => {
+                let ttl = job.timeout.max(self.config.lease * 3).min(MAX_GRANT_TTL);
+                grants
+                    .issue(&job.tenant, job.id, ttl)
+                    .inspect_err(|e| tracing::warn!(error = %e, job = %job.id, "cannot issue an artifact grant"))
+                    .ok()
+            }
+            Some(_) | None => None,
+        };
+        ToAgent::Assign {
+            job: Box::new(job),
+            artifact_grant,
+        }
     }
 
     /// The timings in force.
@@ -198,6 +240,7 @@ impl Agents {
     /// on, its live stream ended at its next heartbeat.
     pub async fn deregister(&self, who: &Principal, id: AgentId) -> Result<Agent> {
         let agent = self.store.deregister_agent(&who.tenant, id).await?;
+        self.queue.bus_announce(Activity::agent(&agent));
         tracing::info!(agent = %id, name = %agent.name, by = %who.subject, "agent deregistered");
         Ok(agent)
     }
@@ -229,7 +272,9 @@ impl Agents {
             .set_agent_draining(&who.tenant, id, draining)
             .await?;
         tracing::info!(agent = %id, name = %agent.name, draining, by = %who.subject, "agent drain set");
-        Ok(self.present(agent))
+        let agent = self.present(agent);
+        self.queue.bus_announce(Activity::agent(&agent));
+        Ok(agent)
     }
 
     /// A heartbeat without a stream, for simple clients: agent `id`, or the agent the caller's
@@ -382,6 +427,7 @@ impl Session {
             })
             .await?;
         tracing::info!(agent = %agent.name, pool = %agent.pool, tenant = %who.tenant, "agent connected");
+        agents.queue.bus_announce(Activity::agent(&agent));
         let agent_draining = agent.draining;
         let (cancel_to, cancelled) = mpsc::unbounded_channel();
         let door = agents.shared.doors.door(&who, &agent.pool);
@@ -594,6 +640,21 @@ impl Session {
                     Err(e) => Err(e),
                 }
             }
+            FromAgent::Progress(id, attempt, percent) => {
+                if !self.holds(id, attempt) {
+                    return self.lose(id, attempt).await;
+                }
+                match self
+                    .agents
+                    .queue
+                    .report_progress(&self.who, id, attempt, percent)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(e) if lost(&e) => self.lose(id, attempt).await,
+                    Err(e) => Err(e),
+                }
+            }
             FromAgent::Renew(csr) => {
                 let (Some(identity), Some(signer)) = (&self.certified, &self.agents.signer) else {
                     return Err(Error::new(
@@ -714,6 +775,7 @@ impl Session {
             wait: Duration::ZERO,
             holder: Some(self.agent.id),
         };
+        let agents = self.agents.clone();
         let (held, credits, more, stop, out, door) = (
             self.held.clone(),
             self.credits.clone(),
@@ -772,7 +834,7 @@ impl Session {
                     held.insert(job.id, job.attempt);
                     // If the stream is gone the job stays leased to the agent, which may
                     // reconnect and take it back; otherwise the reaper requeues it.
-                    let _ = out.send(ToAgent::Assign(Box::new(job))).await;
+                    let _ = out.send(agents.assign(job)).await;
                 }
                 if stop.is_cancelled() {
                     return;
@@ -798,6 +860,11 @@ impl Session {
             tracing::warn!(error = %e, agent = %self.agent.name, "could not record the agent's disconnect");
         }
         tracing::info!(agent = %self.agent.name, held = self.held.len(), "agent disconnected");
+        let offline = Agent {
+            status: AgentStatus::Offline,
+            ..self.agent.clone()
+        };
+        self.agents.queue.bus_announce(Activity::agent(&offline));
         self.held.release_all();
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use switchyard_store::{DeploymentStore, NotificationStore};
 use switchyard_types::{
-    Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState, Environment,
+    Activity, Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState, Environment,
     Error, Evaluation, GuardSettings, Job, JobState, Labels, NewDeployment, NewEnvironment, NewJob,
     Page, Principal, Priority, Result, Signal, StepKind, Summary, Transition, Verdict,
     is_service_name, is_version,
@@ -282,6 +282,7 @@ impl Deployments {
                 created_by: who.subject.clone(),
             })
             .await?;
+        self.queue.bus_announce(Activity::deployment(&d));
         tracing::info!(deployment = %d.id, service = %d.service, version = %d.version, by = %who.subject, "deployment created");
         Ok(d)
     }
@@ -538,9 +539,7 @@ impl Deployments {
         let env = self.store.environment(&d.tenant, &plan.environment).await?;
         let job = self.step_job(d, plan.step, &env, &plan.version);
         let rollback_version = (plan.step == StepKind::Rollback).then(|| plan.version.clone());
-        let (after, job) = self
-            .store
-            .transition(&Transition {
+        let (after, job) = self.transition(&Transition {
                 tenant: d.tenant.clone(),
                 id: d.id,
                 from: plan.from,
@@ -559,6 +558,16 @@ impl Deployments {
         plan.job = job;
         plan.executed = true;
         Ok(plan)
+    }
+
+    /// Records a state change (and enqueues its step's job) and announces both.
+    async fn transition(&self, change: &Transition) -> Result<(Deployment, Option<Job>)> {
+        let (after, job) = self.store.transition(change).await?;
+        self.queue.bus_announce(Activity::deployment(&after));
+        if let Some(job) = &job {
+            self.queue.announce(job);
+        }
+        Ok((after, job))
     }
 
     /// The job of a step: the environment's command for `version`, run by its pool's agents.
@@ -841,9 +850,7 @@ impl Deployments {
         reason: Option<String>,
         message: String,
     ) -> Result<()> {
-        let (after, _) = self
-            .store
-            .transition(&Transition {
+        let (after, _) = self.transition(&Transition {
                 tenant: d.tenant.clone(),
                 id: d.id,
                 from: d.state,
@@ -883,15 +890,13 @@ impl Deployments {
                 message: reason,
                 gate_failure,
             };
-            self.store.transition(&change).await?;
+            self.transition(&change).await?;
             return Ok(());
         };
         let env = self.store.environment(&d.tenant, &d.environment).await?;
         let job = self.step_job(d, StepKind::Rollback, &env, &previous);
         let message = format!("rolling back to {previous}: {reason}");
-        let (after, _) = self
-            .store
-            .transition(&Transition {
+        let (after, _) = self.transition(&Transition {
                 tenant: d.tenant.clone(),
                 id: d.id,
                 from: d.state,

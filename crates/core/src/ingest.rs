@@ -3,6 +3,10 @@
 //! artifacts are recorded and the upload's job (kind `ingest`) is enqueued in the ingest pool.
 //! An upload that fails, is refused or is cut off part-way stores nothing: the content already
 //! written is deleted before the error is returned.
+//!
+//! An agent processes the job: it fetches the artifacts with the grant its `Assign` carried
+//! ([`ArtifactGrants`], [`Ingest::fetch`]) and reports progress, which [`Ingest::status`] shows
+//! while the job runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +18,9 @@ use futures::{Stream, StreamExt as _};
 use switchyard_blobs::{BlobWriter, Blobs};
 use switchyard_store::ArtifactStore;
 use switchyard_types::{
-    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Error, INGEST_KIND, IngestStatus, JobId,
-    Labels, NewArtifact, NewJob, Page, Principal, Priority, Result, is_artifact_name,
+    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Error, ErrorKind, INGEST_KIND,
+    IngestStatus, JobId, JobState, Labels, NewArtifact, NewJob, Page, Principal, Priority, Result,
+    TenantId, is_artifact_name,
 };
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -109,6 +114,20 @@ pub struct ListArtifacts {
 
 const PAGE_TOKEN_PREFIX: &str = "a1.";
 
+/// Grants that let the agent running an upload's job fetch that job's artifacts: signed,
+/// short-lived tokens naming the tenant and the job, which are not access tokens. Implemented
+/// with the installation's token keys outside the domain, and given to
+/// [`Agents`](crate::Agents) (which issues one with each `Assign` of an `ingest` job) and to
+/// [`Ingest`] (which checks them in [`Ingest::fetch`]).
+pub trait ArtifactGrants: Send + Sync + 'static {
+    /// A grant for job `job` of `tenant`, valid for `ttl` from now.
+    fn issue(&self, tenant: &TenantId, job: JobId, ttl: Duration) -> Result<String>;
+
+    /// The tenant and job `grant` names; `PermissionDenied` when it is not a valid grant
+    /// (forged, expired, an access token, garbage).
+    fn verify(&self, grant: &str) -> Result<(TenantId, JobId)>;
+}
+
 /// The ingest service: uploads, their status, and their artifacts.
 #[derive(Clone)]
 pub struct Ingest {
@@ -116,6 +135,7 @@ pub struct Ingest {
     blobs: Blobs,
     queue: Queue,
     config: IngestConfig,
+    grants: Option<Arc<dyn ArtifactGrants>>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -141,7 +161,15 @@ impl Ingest {
             blobs,
             queue,
             config,
+            grants: None,
         }
+    }
+
+    /// Lets agents fetch artifacts with the grants `grants` checks (without, [`Ingest::fetch`]
+    /// refuses every call).
+    pub fn with_grants(mut self, grants: Arc<dyn ArtifactGrants>) -> Self {
+        self.grants = Some(grants);
+        self
     }
 
     /// The settings in force.
@@ -304,6 +332,7 @@ impl Ingest {
             .store
             .create_upload(&job, artifacts, self.config.retention)
             .await?;
+        self.queue.announce(&job);
         self.queue.wake(job.pool.clone()).await;
         tracing::info!(job = %job.id, files = artifacts.len(), by = %who.subject, "upload stored");
         Ok(Uploaded {
@@ -320,12 +349,20 @@ impl Ingest {
         }
     }
 
-    /// The status of the caller's upload (or any job of theirs) `job`.
+    /// The status of the caller's upload (or any job of theirs) `job`; while it runs, with the
+    /// progress its agent last reported for the running attempt.
     pub async fn status(&self, who: &Principal, job: JobId) -> Result<IngestStatus> {
-        Ok(IngestStatus::of(&self.queue.get(who, job).await?))
+        let job = self.queue.get(who, job).await?;
+        let reported = if job.state == JobState::Running {
+            self.store.job_progress(&who.tenant, job.id).await?
+        } else {
+            None
+        };
+        Ok(IngestStatus::of(&job, reported))
     }
 
-    /// The status of the caller's job `job` now and at every change, until it is final.
+    /// The status of the caller's job `job` now and at every change (of state or progress),
+    /// until it is final.
     pub async fn watch(
         &self,
         who: &Principal,
@@ -391,9 +428,48 @@ impl Ingest {
         id: ArtifactId,
     ) -> Result<(Artifact, BoxStream<'static, Result<Bytes>>)> {
         let artifact = self.artifact(who, id).await?;
+        self.content(artifact).await
+    }
+
+    /// An artifact and its content, streamed, for the agent `who` processing its upload, on
+    /// the authority of `grant` (the job's `Assign` carried it): `PermissionDenied` unless the
+    /// grant is valid and of the agent's tenant, `NotFound` unless the artifact is the grant's
+    /// job's (another tenant's is not found either), `Conflict` when it has expired.
+    pub async fn fetch(
+        &self,
+        who: &Principal,
+        grant: &str,
+        id: ArtifactId,
+    ) -> Result<(Artifact, BoxStream<'static, Result<Bytes>>)> {
+        let Some(grants) = &self.grants else {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "this server issues no artifact grants",
+            ));
+        };
+        let (tenant, job) = grants.verify(grant)?;
+        if tenant != who.tenant {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "the artifact grant is for another tenant than the agent's",
+            ));
+        }
+        let artifact = self.store.artifact(&tenant, id).await?;
+        if artifact.job != job {
+            return Err(Error::not_found(format_args!("artifact {id}")));
+        }
+        self.content(artifact).await
+    }
+
+    /// `artifact` with its content, streamed; `Conflict` when it has expired.
+    async fn content(
+        &self,
+        artifact: Artifact,
+    ) -> Result<(Artifact, BoxStream<'static, Result<Bytes>>)> {
         if artifact.state == ArtifactState::Expired {
             return Err(Error::conflict(format!(
-                "artifact {id} has expired: its content was deleted"
+                "artifact {} has expired: its content was deleted",
+                artifact.id
             )));
         }
         let content = self.blobs.read(&artifact.storage_key).await?;

@@ -3,7 +3,8 @@
 //! agents' streams and the registry, and [`pools`] their pools and scaling signal;
 //! [`deployments::Deployments`] runs deployments and their guards ([`guard`] judges the gates)
 //! and keeps the tenant's webhooks ([`webhooks`]), to which [`notify::Notifier`] delivers every
-//! state change; [`health`] answers readiness.
+//! state change; [`live::Live`] streams the activity feed to watchers; [`health`] answers
+//! readiness.
 //! It speaks only `switchyard-types`: no tonic, axum or sqlx type crosses this crate.
 
 pub mod agents;
@@ -12,6 +13,7 @@ mod dispatch;
 pub mod guard;
 pub mod health;
 pub mod ingest;
+pub mod live;
 pub mod notify;
 mod paging;
 pub mod pools;
@@ -27,6 +29,7 @@ pub use deployments::{
 };
 pub use health::{Check, Readiness};
 pub use ingest::{Ingest, IngestConfig, ListArtifacts, MAX_METADATA_BYTES, UploadPart, Uploaded};
+pub use live::{Delivery, Ended, Live, Subscription, WatchRequest};
 pub use notify::{Notifier, NotifierConfig};
 pub use queue::{ClaimJobs, EnqueueJob, ListJobs, Queue, QueueConfig};
 pub use tail::TailEvent;

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
-use switchyard_bus::{Bus, Event};
+use switchyard_bus::{Bus, Event, FeedEntry, FeedId, Replay};
 use switchyard_store::QueueStore;
 use switchyard_types::{
-    AgentId, ClaimRequest, Error, Job, JobFilter, JobId, JobState, Labels, LogAppend, LogChunk,
+    Activity, AgentId, ClaimRequest, Error, Job, JobFilter, JobId, JobState, Labels, LogAppend, LogChunk,
     MAX_BATCH, MAX_LOG_CHUNK_BYTES, MAX_PAYLOAD_BYTES, NewJob, Outcome, Page, Principal, Priority,
     QueueStats, ReapReport, Result,
 };
@@ -159,6 +159,11 @@ impl Queue {
         self.closing.cancel();
     }
 
+    /// A token that fires when [`Queue::close`] is called.
+    pub(crate) fn closing(&self) -> CancellationToken {
+        self.closing.clone()
+    }
+
     /// The policy in force.
     pub fn config(&self) -> &QueueConfig {
         &self.config
@@ -201,6 +206,7 @@ impl Queue {
             .map(|j| j.pool.clone())
             .collect();
         let stored = self.store.enqueue(new_jobs).await?;
+        stored.iter().for_each(|job| self.announce(job));
         for pool in due_pools {
             self.wake(pool).await;
         }
@@ -306,13 +312,13 @@ impl Queue {
             holder: req.holder,
         };
         if req.wait.is_zero() {
-            return self.store.claim(Some(&who.tenant), &claim).await;
+            return self.claimed(self.store.claim(Some(&who.tenant), &claim).await);
         }
         let deadline = Instant::now() + req.wait;
         // Subscribe before the first look so a wake-up between the look and the wait is kept.
         let mut wakeups = self.bus.subscribe();
         loop {
-            let jobs = self.store.claim(Some(&who.tenant), &claim).await?;
+            let jobs = self.claimed(self.store.claim(Some(&who.tenant), &claim).await)?;
             let stopped = self.closing.is_cancelled() || stop.is_cancelled();
             if !jobs.is_empty() || Instant::now() >= deadline || stopped {
                 return Ok(jobs);
@@ -367,7 +373,9 @@ impl Queue {
         attempt: u32,
         lease: Duration,
     ) -> Result<Job> {
-        self.store.start(&who.tenant, id, attempt, lease).await
+        let job = self.store.start(&who.tenant, id, attempt, lease).await?;
+        self.announce(&job);
+        Ok(job)
     }
 
     /// Renews the current attempt's lease (default length when `lease_seconds` is `None`).
@@ -426,9 +434,12 @@ impl Queue {
         }
         v.finish()?;
         let delay = self.backoff(attempt);
-        self.store
+        let job = self
+            .store
             .complete(&who.tenant, id, attempt, &outcome, delay)
-            .await
+            .await?;
+        self.announce(&job);
+        Ok(job)
     }
 
     /// The delay before retrying after `attempt` failed: `base * 2^(attempt-1)`, capped, with
@@ -489,6 +500,7 @@ impl Queue {
     /// Cancels a non-terminal job.
     pub async fn cancel(&self, who: &Principal, id: JobId) -> Result<Job> {
         let job = self.store.cancel(&who.tenant, id).await?;
+        self.announce(&job);
         if job.claimed_by.is_some() {
             // The agent holding it learns at once (else at its next heartbeat).
             if let Err(e) = self.bus.publish(Event::JobCancelled { job: id }).await {
@@ -501,6 +513,16 @@ impl Queue {
     /// Every event of the bus from now on (wake-ups and cancellations).
     pub fn events(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.bus.subscribe()
+    }
+
+    /// Every entry of the bus's activity feed from now on.
+    pub(crate) fn activity(&self) -> tokio::sync::broadcast::Receiver<Arc<FeedEntry>> {
+        self.bus.activity()
+    }
+
+    /// The feed's kept entries after `after` (see [`Bus::replay`]).
+    pub(crate) async fn replay(&self, after: FeedId, limit: usize) -> Result<Replay> {
+        self.bus.replay(after, limit).await
     }
 
     /// The store's kind: `postgres` or `sqlite`.
@@ -525,12 +547,15 @@ impl Queue {
         id: JobId,
         priority: Priority,
     ) -> Result<Job> {
-        self.store.set_priority(&who.tenant, id, priority).await
+        let job = self.store.set_priority(&who.tenant, id, priority).await?;
+        self.announce(&job);
+        Ok(job)
     }
 
     /// Puts a dead-lettered job back in the queue with a fresh allowance of attempts.
     pub async fn redrive(&self, who: &Principal, id: JobId) -> Result<Job> {
         let job = self.store.redrive(&who.tenant, id).await?;
+        self.announce(&job);
         self.wake(job.pool.clone()).await;
         Ok(job)
     }
@@ -673,12 +698,48 @@ impl Queue {
         Readiness::probe(self.store.as_ref(), self.bus.as_ref()).await
     }
 
+    /// Announces a job's new state on the activity feed.
+    pub(crate) fn announce(&self, job: &Job) {
+        self.bus_announce(Activity::job(job));
+    }
+
+    /// Announces any change on the activity feed (the bus is the queue's).
+    pub(crate) fn bus_announce(&self, activity: Activity) {
+        self.bus.announce(activity);
+    }
+
+    /// Announces the jobs a claim took, passing the claim's answer on.
+    fn claimed(&self, jobs: Result<Vec<Job>>) -> Result<Vec<Job>> {
+        if let Ok(jobs) = &jobs {
+            jobs.iter().for_each(|job| self.announce(job));
+        }
+        jobs
+    }
+
     /// Announces that `pool` has due work, to every replica's claimers.
     pub(crate) async fn wake(&self, pool: String) {
         if let Err(e) = self.bus.publish(Event::PoolReady { pool }).await {
             // Advisory: claimers re-check on an interval, so a lost wake-up costs latency only.
             tracing::debug!(error = %e, "wake-up not published");
         }
+    }
+
+    /// Stores how far attempt `attempt` of job `id` is, `percent` of 0-100 (the caller checked
+    /// the attempt is the agent's). Only the current attempt of a running job is recorded:
+    /// otherwise `Conflict` (or `NotFound`), and nothing changes.
+    pub async fn report_progress(
+        &self,
+        who: &Principal,
+        id: JobId,
+        attempt: u32,
+        percent: u8,
+    ) -> Result<()> {
+        let mut v = Violations::default();
+        v.range("progress.percent", percent.into(), 0, 100);
+        v.finish()?;
+        self.store
+            .report_progress(&who.tenant, id, attempt, percent)
+            .await
     }
 }
 

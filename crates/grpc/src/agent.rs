@@ -73,6 +73,12 @@ fn from_pb(message: pb::ConnectRequest) -> Result<FromAgent> {
             l.data,
         )),
         Some(Body::Renew(r)) => Ok(FromAgent::Renew(r.csr)),
+        Some(Body::Progress(p)) => Ok(FromAgent::Progress(
+            held(&p.job_id, "progress.job_id")?,
+            p.attempt,
+            // Anything over 100 is refused by the core, as it says.
+            u8::try_from(p.percent).unwrap_or(u8::MAX),
+        )),
         Some(Body::Finished(f)) => {
             let outcome = if f.succeeded {
                 Outcome::Succeeded {
@@ -108,8 +114,12 @@ fn to_pb(message: ToAgent) -> pb::ConnectResponse {
             heartbeat_interval_seconds: seconds(heartbeat_interval),
             lease_seconds: seconds(lease),
         }),
-        ToAgent::Assign(job) => Body::Assign(pb::Assign {
+        ToAgent::Assign {
+            job,
+            artifact_grant,
+        } => Body::Assign(pb::Assign {
             job: Some((*job).into()),
+            artifact_grant: artifact_grant.unwrap_or_default(),
         }),
         ToAgent::Cancel(id, attempt) => Body::Cancel(pb::Cancel {
             job_id: id.to_string(),

@@ -55,10 +55,35 @@ fn broken_off(status: &Status) -> Error {
     }
 }
 
+/// The answer of a download: the artifact first, then its content's chunks.
+fn download_stream<B: AsRef<[u8]>>(
+    artifact: switchyard_types::Artifact,
+    content: impl futures::Stream<Item = switchyard_types::Result<B>> + Send + 'static,
+) -> DownloadStream {
+    let first = futures::stream::once(async move {
+        Ok(pb::DownloadArtifactResponse {
+            part: Some(pb::download_artifact_response::Part::Artifact(
+                artifact.into(),
+            )),
+        })
+    });
+    let chunks = content.map(|chunk| {
+        chunk
+            .map(|bytes| pb::DownloadArtifactResponse {
+                part: Some(pb::download_artifact_response::Part::Chunk(
+                    bytes.as_ref().to_vec(),
+                )),
+            })
+            .map_err(to_status)
+    });
+    Box::pin(first.chain(chunks))
+}
+
 #[tonic::async_trait]
 impl IngestService for IngestGrpc {
     type WatchStatusStream = WatchStatusStream;
     type DownloadArtifactStream = DownloadStream;
+    type FetchArtifactStream = DownloadStream;
 
     async fn upload(
         &self,
@@ -175,20 +200,20 @@ impl IngestService for IngestGrpc {
         let (who, req) = take(request)?;
         let id: ArtifactId = req.id.parse().map_err(to_status)?;
         let (artifact, content) = self.ingest.download(&who, id).await.map_err(to_status)?;
-        let first = futures::stream::once(async move {
-            Ok(pb::DownloadArtifactResponse {
-                part: Some(pb::download_artifact_response::Part::Artifact(
-                    artifact.into(),
-                )),
-            })
-        });
-        let chunks = content.map(|chunk| {
-            chunk
-                .map(|bytes| pb::DownloadArtifactResponse {
-                    part: Some(pb::download_artifact_response::Part::Chunk(bytes.to_vec())),
-                })
-                .map_err(to_status)
-        });
-        Ok(Response::new(Box::pin(first.chain(chunks))))
+        Ok(Response::new(download_stream(artifact, content)))
+    }
+
+    async fn fetch_artifact(
+        &self,
+        request: Request<pb::FetchArtifactRequest>,
+    ) -> Result<Response<Self::FetchArtifactStream>, Status> {
+        let (who, req) = take(request)?;
+        let id: ArtifactId = req.artifact_id.parse().map_err(to_status)?;
+        let (artifact, content) = self
+            .ingest
+            .fetch(&who, &req.grant, id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(download_stream(artifact, content)))
     }
 }

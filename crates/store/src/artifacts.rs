@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchyard_types::{
-    Artifact, ArtifactFilter, ArtifactId, Job, NewArtifact, NewJob, Result, TenantId,
+    Artifact, ArtifactFilter, ArtifactId, Job, JobId, NewArtifact, NewJob, Result, TenantId,
 };
 
 /// Artifacts' records; implemented by both databases.
@@ -42,4 +42,9 @@ pub trait ArtifactStore: Send + Sync + 'static {
 
     /// The bytes of every tenant's `STORED` artifacts.
     async fn stored_bytes(&self) -> Result<u64>;
+
+    /// The progress last reported for the tenant's job `job` (an upload's, typically), as
+    /// (attempt, percent); `None` when none was reported, or the job is another tenant's.
+    /// Reports are written through [`crate::QueueStore::report_progress`].
+    async fn job_progress(&self, tenant: &TenantId, job: JobId) -> Result<Option<(u32, u8)>>;
 }

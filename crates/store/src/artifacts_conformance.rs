@@ -14,7 +14,7 @@ use switchyard_types::{
 };
 
 use crate::Stores;
-use crate::conformance::new_job;
+use crate::conformance::{claim_one, failed, new_job, succeeded};
 use crate::identity_conformance::tenant;
 
 /// Generates one test per artifact conformance check, each on stores from `$make` (an async fn
@@ -26,7 +26,8 @@ macro_rules! artifacts_conformance_suite {
             uploads_store_their_job_and_artifacts_atomically,
             artifacts_are_tenant_scoped_and_listed_newest_first,
             due_artifacts_are_claimed_for_a_lease_and_expired_once,
-            stored_bytes_count_only_stored_artifacts);
+            stored_bytes_count_only_stored_artifacts,
+            progress_is_kept_for_the_running_attempt_only);
         $crate::artifacts_conformance_suite!(@each $make,
             (flavor = "multi_thread", worker_threads = 4),
             racing_claimers_never_claim_one_artifact_twice);
@@ -437,4 +438,90 @@ pub async fn stored_bytes_count_only_stored_artifacts(stores: &Stores) {
         stores.artifacts.stored_bytes().await.unwrap(),
         5_000_000_100
     );
+}
+
+/// Progress is stored only for the current attempt of a running job, in its own row (the job
+/// is not rewritten); a stale attempt, a job not running, another tenant's or an unknown job
+/// is refused and changes nothing. Each tenant reads its own jobs' progress only.
+pub async fn progress_is_kept_for_the_running_attempt_only(stores: &Stores) {
+    let t = tenant("default");
+    let other = tenant("other");
+    stores
+        .identity
+        .create_tenant(&other, "Other")
+        .await
+        .unwrap();
+    let (job, _) = upload(stores, "default", &[file("a", 1)], HOUR).await;
+    let (q, a) = (&stores.queue, &stores.artifacts);
+    let refused = |result: switchyard_types::Result<()>, kind: ErrorKind, says: &str| {
+        let e = result.expect_err("refused");
+        assert_eq!(e.kind, kind, "{e}");
+        assert!(e.message.contains(says), "{e}");
+    };
+    refused(
+        q.report_progress(&t, job.id, 0, 5).await,
+        ErrorKind::Conflict,
+        "needs RUNNING",
+    );
+    let claimed = claim_one(&**q, "ingest").await.expect("claimed");
+    assert_eq!(claimed.attempt, 1);
+    refused(
+        q.report_progress(&t, job.id, 1, 5).await,
+        ErrorKind::Conflict,
+        "needs RUNNING",
+    );
+    assert_eq!(a.job_progress(&t, job.id).await.unwrap(), None);
+
+    q.start(&t, job.id, 1, HOUR).await.unwrap();
+    let running = q.get(&t, job.id).await.unwrap();
+    q.report_progress(&t, job.id, 1, 40).await.unwrap();
+    q.report_progress(&t, job.id, 1, 55).await.unwrap();
+    assert_eq!(a.job_progress(&t, job.id).await.unwrap(), Some((1, 55)));
+    assert_eq!(
+        q.get(&t, job.id).await.unwrap(),
+        running,
+        "the job row is untouched"
+    );
+    refused(
+        q.report_progress(&t, job.id, 2, 90).await,
+        ErrorKind::Conflict,
+        "stale attempt",
+    );
+    refused(
+        q.report_progress(&other, job.id, 1, 90).await,
+        ErrorKind::NotFound,
+        "",
+    );
+    refused(
+        q.report_progress(&t, switchyard_types::JobId::new(), 1, 90)
+            .await,
+        ErrorKind::NotFound,
+        "",
+    );
+    assert_eq!(a.job_progress(&other, job.id).await.unwrap(), None);
+    assert_eq!(a.job_progress(&t, job.id).await.unwrap(), Some((1, 55)));
+
+    // A retry: the old attempt is stale, the new one replaces its progress once running.
+    q.complete(&t, job.id, 1, &failed("boom"), Duration::ZERO)
+        .await
+        .unwrap();
+    let retried = claim_one(&**q, "ingest").await.expect("claimed again");
+    assert_eq!(retried.attempt, 2);
+    q.start(&t, job.id, 2, HOUR).await.unwrap();
+    refused(
+        q.report_progress(&t, job.id, 1, 99).await,
+        ErrorKind::Conflict,
+        "stale attempt",
+    );
+    q.report_progress(&t, job.id, 2, 10).await.unwrap();
+    assert_eq!(a.job_progress(&t, job.id).await.unwrap(), Some((2, 10)));
+    q.complete(&t, job.id, 2, &succeeded(), Duration::ZERO)
+        .await
+        .unwrap();
+    refused(
+        q.report_progress(&t, job.id, 2, 100).await,
+        ErrorKind::Conflict,
+        "needs RUNNING",
+    );
+    assert_eq!(a.job_progress(&t, job.id).await.unwrap(), Some((2, 10)));
 }

@@ -81,7 +81,7 @@ async fn one(store: &dyn QueueStore, job: NewJob) -> Job {
     store.enqueue(vec![job]).await.expect("enqueue").remove(0)
 }
 
-async fn claim_one(store: &dyn QueueStore, pool: &str) -> Option<Job> {
+pub(crate) async fn claim_one(store: &dyn QueueStore, pool: &str) -> Option<Job> {
     store
         .claim(None, &claim_req(pool, 1))
         .await
@@ -89,14 +89,14 @@ async fn claim_one(store: &dyn QueueStore, pool: &str) -> Option<Job> {
         .pop()
 }
 
-fn failed(error: &str) -> Outcome {
+pub(crate) fn failed(error: &str) -> Outcome {
     Outcome::Failed {
         exit_code: Some(1),
         error: error.to_owned(),
     }
 }
 
-fn succeeded() -> Outcome {
+pub(crate) fn succeeded() -> Outcome {
     Outcome::Succeeded {
         exit_code: Some(0),
         result: Some(serde_json::json!({ "ok": true })),

@@ -30,6 +30,7 @@ pub mod identity_conformance;
 #[macro_use]
 mod identity_rows;
 mod job_logs;
+mod job_progress;
 mod notification_rows;
 mod notifications;
 #[macro_use]
@@ -192,6 +193,18 @@ pub trait QueueStore: Send + Sync + 'static {
         after: Option<u64>,
         limit: u32,
     ) -> Result<Vec<LogChunk>>;
+
+    /// Records that attempt `attempt` of job `id` is `percent` (0-100) done, replacing the
+    /// job's earlier progress. Written only while that attempt is current and `RUNNING`, in
+    /// the job's own narrow row (the wide job row is not rewritten): otherwise `Conflict`
+    /// (stale attempt, not running) or `NotFound`, and nothing changes.
+    async fn report_progress(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        percent: u8,
+    ) -> Result<()>;
 
     /// A cheap round trip to the database.
     async fn ping(&self) -> Result<()>;

@@ -92,7 +92,7 @@ impl PgStore {
         &self.pool
     }
 
-    async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
+    pub(crate) async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
         fetch(&self.pool, tenant, id).await
     }
 
@@ -615,6 +615,16 @@ impl QueueStore for PgStore {
         limit: u32,
     ) -> Result<Vec<LogChunk>> {
         self.logs_pg(tenant, id, attempt, after, limit).await
+    }
+
+    async fn report_progress(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        percent: u8,
+    ) -> Result<()> {
+        self.report_progress_pg(tenant, id, attempt, percent).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchyard_types::{
-    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Job, NewArtifact, NewJob, Result, TenantId,
+    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Job, JobId, NewArtifact, NewJob, Result,
+    TenantId,
 };
 use uuid::Uuid;
 
@@ -145,5 +146,9 @@ impl ArtifactStore for PgStore {
         .await
         .map_err(from_sqlx)?;
         Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    async fn job_progress(&self, tenant: &TenantId, job: JobId) -> Result<Option<(u32, u8)>> {
+        self.job_progress_pg(tenant, job).await
     }
 }

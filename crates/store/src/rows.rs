@@ -112,6 +112,7 @@ pub(crate) enum Op {
     Start,
     Extend,
     Complete,
+    Progress,
     Cancel,
     SetPriority,
     Redrive,
@@ -121,6 +122,7 @@ impl Op {
     fn needs(self) -> &'static str {
         match self {
             Op::Start | Op::Extend | Op::Complete => "CLAIMED or RUNNING",
+            Op::Progress => "RUNNING",
             Op::Cancel | Op::SetPriority => "a non-terminal state",
             Op::Redrive => "DEAD_LETTERED",
         }
@@ -128,7 +130,7 @@ impl Op {
 
     fn fenced(self) -> bool {
         match self {
-            Op::Start | Op::Extend | Op::Complete => true,
+            Op::Start | Op::Extend | Op::Complete | Op::Progress => true,
             Op::Cancel | Op::SetPriority | Op::Redrive => false,
         }
     }

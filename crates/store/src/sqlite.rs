@@ -60,7 +60,7 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
+    pub(crate) async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
         sqlx::query_as::<_, SqliteJob>("SELECT * FROM jobs_read WHERE id = ? AND tenant_id = ?")
             .bind(id.to_string())
             .bind(tenant.as_str())
@@ -693,6 +693,17 @@ impl QueueStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<LogChunk>> {
         self.logs_sqlite(tenant, id, attempt, after, limit).await
+    }
+
+    async fn report_progress(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        attempt: u32,
+        percent: u8,
+    ) -> Result<()> {
+        self.report_progress_sqlite(tenant, id, attempt, percent)
+            .await
     }
 
     async fn ping(&self) -> Result<()> {

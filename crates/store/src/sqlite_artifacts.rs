@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchyard_types::{
-    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Job, NewArtifact, NewJob, Result, TenantId,
+    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Job, JobId, NewArtifact, NewJob, Result,
+    TenantId,
 };
 
 use crate::artifact_rows::{
@@ -146,5 +147,9 @@ impl ArtifactStore for SqliteStore {
                 .await
                 .map_err(from_sqlx)?;
         Ok(u64::try_from(total).unwrap_or(0))
+    }
+
+    async fn job_progress(&self, tenant: &TenantId, job: JobId) -> Result<Option<(u32, u8)>> {
+        self.job_progress_sqlite(tenant, job).await
     }
 }

@@ -125,7 +125,8 @@ pub struct IngestStatus {
     pub job: JobId,
     /// Its status.
     pub state: IngestState,
-    /// Percent done: 0 until it completes, then 100 (agents do not report finer progress yet).
+    /// Percent done: 0 while queued, the agent's last report for the running attempt while
+    /// processing (0 before its first), 100 once completed.
     pub progress: u8,
     /// The job's own state.
     pub job_state: JobState,
@@ -138,17 +139,22 @@ pub struct IngestStatus {
 }
 
 impl IngestStatus {
-    /// The status of the upload whose job is `job`.
-    pub fn of(job: &Job) -> IngestStatus {
+    /// The status of the upload whose job is `job`, whose agent last reported `reported`
+    /// (attempt, percent), if it did. A report of another attempt than the job's current one
+    /// does not count.
+    pub fn of(job: &Job, reported: Option<(u32, u8)>) -> IngestStatus {
         let state = IngestState::of(job.state);
+        let progress = match state {
+            IngestState::Completed => 100,
+            IngestState::Processing => reported
+                .filter(|(attempt, _)| *attempt == job.attempt)
+                .map_or(0, |(_, percent)| percent.min(100)),
+            IngestState::Queued | IngestState::Failed => 0,
+        };
         IngestStatus {
             job: job.id,
             state,
-            progress: if state == IngestState::Completed {
-                100
-            } else {
-                0
-            },
+            progress,
             job_state: job.state,
             attempt: job.attempt,
             error: job.failures.last().map(|f| f.error.clone()),

@@ -1,10 +1,10 @@
 //! The agent's reactions to the server's messages and to its jobs' events.
 
 use switchyard_proto::v1::connect_response::Body as Message;
-use switchyard_proto::v1::{Job, LogChunk};
+use switchyard_proto::v1::{Assign, JobProgress, LogChunk};
 
 use super::{ABANDONED, Agent, SHUTTING_DOWN};
-use crate::executor::Outcome;
+use crate::executor::{Artifacts, Outcome};
 use crate::jobs::{JobKey, Stop};
 use crate::session::Session;
 
@@ -17,10 +17,7 @@ impl Agent {
                 let sent_at = self.session.as_mut().and_then(Session::acked);
                 self.renewed = self.renewed.max(sent_at);
             }
-            Message::Assign(assign) => match assign.job {
-                Some(job) => self.on_assign(job),
-                None => tracing::warn!("ignoring an Assign without a job"),
-            },
+            Message::Assign(assign) => self.on_assign(assign),
             Message::Cancel(c) => {
                 let key = JobKey::new(c.job_id, c.attempt);
                 if self.jobs.stop(&key, Stop::Cancelled) {
@@ -44,8 +41,13 @@ impl Agent {
         }
     }
 
-    /// Starts an assigned job, or refuses it (shutting down, or beyond capacity).
-    fn on_assign(&mut self, job: Job) {
+    /// Starts an assigned job, or refuses it (shutting down, or beyond capacity). An artifact
+    /// grant comes with the stream's connection to fetch with.
+    fn on_assign(&mut self, assign: Assign) {
+        let Some(job) = assign.job else {
+            tracing::warn!("ignoring an Assign without a job");
+            return;
+        };
         let key = JobKey::new(job.id.clone(), job.attempt);
         let refusal = if self.stopping.is_some() {
             Some(SHUTTING_DOWN)
@@ -65,7 +67,22 @@ impl Agent {
         }
         tracing::info!(job = %key, kind = %job.kind, "job assigned");
         self.outbox.started(&key);
-        self.jobs.start(key, job);
+        let artifacts = match (&self.session, assign.artifact_grant) {
+            (Some(session), grant) if !grant.is_empty() => Some(Artifacts {
+                grant,
+                link: session.link.clone(),
+            }),
+            (Some(_) | None, _) => None,
+        };
+        self.jobs.start(key, job, artifacts);
+    }
+
+    /// Queues a job's progress, unless the job is being stopped.
+    pub(super) fn on_progress(&mut self, progress: JobProgress) {
+        let key = JobKey::new(progress.job_id.clone(), progress.attempt);
+        if self.jobs.contains(&key) && self.jobs.stop_reason(&key).is_none() {
+            self.outbox.progress(progress);
+        }
     }
 
     /// Queues a job's log chunk, unless the attempt is no longer ours.

@@ -116,6 +116,7 @@ impl Agent {
             match self.next_event().await {
                 Event::Shutdown => self.begin_shutdown(),
                 Event::Job(JobEvent::Log(chunk)) => self.on_log(chunk),
+                Event::Job(JobEvent::Progress(progress)) => self.on_progress(progress),
                 Event::Job(JobEvent::Ended { key, outcome }) => self.on_ended(key, outcome),
                 Event::Dialed(Ok(session)) => self.on_welcome(session),
                 Event::Dialed(Err(failure)) => self.on_failure(&failure),

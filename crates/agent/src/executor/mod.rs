@@ -2,12 +2,16 @@
 //!
 //! * `shell`: a `/bin/sh -c` command in its own process group ([`shell`]);
 //! * `http`: one plain-HTTP request ([`http`]);
+//! * `ingest`: fetches an upload's artifacts and checks them ([`ingest`]);
 //! * `sleep`: waits `{"seconds": f64}`; `noop`: succeeds at once.
 //!
 //! Every kind honours the job's `timeout_seconds` (0: none) and stops when cancelled. Any other
 //! kind fails with `unknown executor kind "X"`.
 
 mod http;
+mod ingest;
+#[cfg(test)]
+mod ingest_tests;
 mod shell;
 #[cfg(test)]
 mod shell_tests;
@@ -29,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 use crate::logs::LogSink;
 use crate::secrets::Secrets;
 use crate::wait;
+
+pub(crate) use ingest::{Artifacts, Link};
 
 /// What every job of the agent shares.
 pub(crate) struct Executors {
@@ -92,9 +98,11 @@ impl Outcome {
     }
 }
 
-/// Runs `job` to its end (or until `cancel`), shipping its output through `logs`.
+/// Runs `job` to its end (or until `cancel`), shipping its output through `logs`; an `ingest`
+/// job fetches its artifacts as `artifacts` allows.
 pub(crate) async fn execute(
     job: Job,
+    artifacts: Option<Artifacts>,
     executors: Arc<Executors>,
     cancel: CancellationToken,
     mut logs: LogSink,
@@ -103,6 +111,7 @@ pub(crate) async fn execute(
     let outcome = match job.kind.as_str() {
         "shell" => shell::run(&job, &executors, &cancel, &mut logs).await,
         "http" => bounded(timeout, &cancel, http::run(&job, &mut logs)).await,
+        "ingest" => ingest::run(&job, artifacts, &executors, timeout, &cancel, &mut logs).await,
         "sleep" => bounded(timeout, &cancel, sleep(&job)).await,
         "noop" => Outcome::success(),
         other => Outcome::failure(format!("unknown executor kind {other:?}")),

@@ -9,7 +9,7 @@ use switchyard_proto::v1::{Job, LogChunk};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Executors, Outcome, execute};
+use super::{Artifacts, Executors, Outcome, execute};
 use crate::jobs::{JobEvent, JobKey};
 use crate::logs::LogSink;
 use crate::secrets::Secrets;
@@ -29,6 +29,8 @@ pub(super) fn job(kind: &str, payload: serde_json::Value) -> Job {
 pub(super) struct Ran {
     pub(super) outcome: Outcome,
     pub(super) chunks: Vec<LogChunk>,
+    /// The percents it reported, in order.
+    pub(super) progress: Vec<u8>,
 }
 
 impl Ran {
@@ -41,6 +43,17 @@ impl Ran {
 /// Runs `job` in `workdir` with `secrets`, stopping it when `cancel` fires.
 pub(super) async fn run(
     job: Job,
+    secrets: &[(&str, &str)],
+    workdir: &Path,
+    cancel: CancellationToken,
+) -> Ran {
+    run_fetching(job, None, secrets, workdir, cancel).await
+}
+
+/// [`run`] with the `artifacts` an `ingest` job fetches.
+pub(super) async fn run_fetching(
+    job: Job,
+    artifacts: Option<Artifacts>,
     secrets: &[(&str, &str)],
     workdir: &Path,
     cancel: CancellationToken,
@@ -58,18 +71,23 @@ pub(super) async fn run(
     let logs = LogSink::new(key, executors.secrets.masker(), tx);
     // Collect while the job runs: a full channel would stall it.
     let collector = tokio::spawn(async move {
-        let mut chunks = Vec::new();
+        let (mut chunks, mut progress) = (Vec::new(), Vec::new());
         while let Some(event) = rx.recv().await {
             match event {
                 JobEvent::Log(chunk) => chunks.push(chunk),
+                JobEvent::Progress(p) => progress.push(u8::try_from(p.percent).unwrap()),
                 JobEvent::Ended { .. } => unreachable!("execute reports no end itself"),
             }
         }
-        chunks
+        (chunks, progress)
     });
-    let outcome = execute(job, executors, cancel, logs).await;
-    let chunks = collector.await.expect("collector");
-    Ran { outcome, chunks }
+    let outcome = execute(job, artifacts, executors, cancel, logs).await;
+    let (chunks, progress) = collector.await.expect("collector");
+    Ran {
+        outcome,
+        chunks,
+        progress,
+    }
 }
 
 /// Runs `job` in a fresh temporary directory, without secrets or cancellation.

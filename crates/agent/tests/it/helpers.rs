@@ -76,6 +76,7 @@ pub fn assign(id: &str, attempt: u32, kind: &str, payload: serde_json::Value) ->
             payload: Some(json_to_value(payload)),
             ..Job::default()
         }),
+        artifact_grant: String::new(),
     })
 }
 

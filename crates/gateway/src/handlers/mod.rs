@@ -6,6 +6,7 @@ pub(crate) mod agents;
 pub(crate) mod auth;
 pub(crate) mod deployments;
 pub(crate) mod ingest;
+pub(crate) mod live;
 pub(crate) mod ops;
 pub(crate) mod queue;
 
@@ -22,5 +23,6 @@ pub(crate) fn api_routes() -> OpenApiRouter<AppState> {
         .merge(agents::routes())
         .merge(deployments::routes())
         .merge(ingest::routes())
+        .merge(live::routes())
         .merge(ops::api_routes())
 }
