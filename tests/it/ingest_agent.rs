@@ -1,7 +1,8 @@
 //! Ingest processed by real agents: a real `switchyard agent` in the ingest pool fetches an
 //! upload's artifacts with the grant of its job, verifies them and reports progress, which
 //! `/api/status`, `GetStatus` and `WatchStatus` show; a grant fetches only its own job's
-//! artifacts and only agents may use one; a corrupted artifact fails its job.
+//! artifacts and only agents may use one; a corrupted artifact fails its job; under `dev` the
+//! built-in agent processes uploads.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -337,4 +338,31 @@ async fn a_corrupted_artifact_fails_its_job_with_a_sha256_mismatch() {
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(error.contains("sha256 mismatch"), "{failed}");
     assert!(error.contains("data.bin"), "{failed}");
+}
+
+#[tokio::test]
+async fn under_dev_the_built_in_agent_processes_uploads() {
+    let data = crate::support::temp_path("sy-it-dev-ingest-");
+    let (s, _) = Server::start_dev(&data, |_| true).await;
+    let bytes = content(200_000, 3);
+    let (job, _) = upload(&s, &[("dev.bin", bytes.clone())]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let status = rest_status(&s, &job).await;
+        if status["state"] == "COMPLETED" || status["state"] == "FAILED" {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "not processed in 30 s: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["state"], "COMPLETED", "{done}");
+    assert_eq!(done["progress"], 100, "{done}");
+    let (_, job_body, _) = send(s.client.get(s.url(&format!("/api/queue/jobs/{job}")))).await;
+    assert_eq!(job_body["data"]["pool"], "local", "{job_body}");
+    let (_, logs, _) = send(s.client.get(s.url(&format!("/api/queue/jobs/{job}/logs")))).await;
+    let line = format!(
+        "fetched dev.bin (200000 bytes, sha256 {})",
+        sha256_hex(&bytes)
+    );
+    assert!(logs["data"].to_string().contains(&line), "{logs}");
 }

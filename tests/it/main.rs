@@ -17,5 +17,6 @@ mod ingest_cli;
 mod log_tail;
 mod promises;
 mod rest;
+mod retention;
 mod support;
 mod ws;

@@ -232,7 +232,7 @@ async fn tenants_and_scopes_are_checked_on_subscribe() {
 }
 
 /// Creates an API key of the default tenant holding `scopes`.
-async fn api_key(s: &Server, scopes: &[&str]) -> String {
+pub(crate) async fn api_key(s: &Server, scopes: &[&str]) -> String {
     let (status, body, _) = send(
         s.client
             .post(s.url("/auth/api-keys"))

@@ -177,12 +177,14 @@ pub static RULES: &[Rule] = &[
         S(JobsRead),
         &[
             "GET /status/{id}",
+            "GET /ingest/retention",
             "GET /ingest/artifacts",
             "GET /ingest/artifacts/{id}",
             "GET /ingest/artifacts/{id}/content",
         ],
         &[
             "IngestService/GetStatus",
+            "IngestService/GetRetention",
             "IngestService/WatchStatus",
             "IngestService/ListArtifacts",
             "IngestService/DownloadArtifact",
@@ -249,6 +251,7 @@ pub static RULES: &[Rule] = &[
         S(Admin),
         &[
             "PUT /queue/limits",
+            "PUT /ingest/retention",
             "POST /queue/maintenance/requeue-expired",
             "GET /auth/api-keys",
             "POST /auth/api-keys",
@@ -263,6 +266,7 @@ pub static RULES: &[Rule] = &[
         &[
             "QueueService/SetLimits",
             "QueueService/RequeueExpired",
+            "IngestService/SetRetention",
             "AuthService/CreateApiKey",
             "AuthService/ListApiKeys",
             "AuthService/RevokeApiKey",

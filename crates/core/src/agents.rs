@@ -10,8 +10,8 @@ use futures::{Stream, StreamExt};
 use switchyard_pki::Signer;
 use switchyard_store::{AgentStore, Beat, StreamBeat};
 use switchyard_types::{
-    Activity, Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Error, ErrorKind, INGEST_KIND, Job,
-    JobId, JobState, Labels, Outcome, Principal, Result, SpiffeId,
+    Activity, Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Error, ErrorKind,
+    INGEST_KIND, Job, JobId, JobState, Labels, Outcome, Principal, Result, SpiffeId,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;

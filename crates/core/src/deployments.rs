@@ -13,10 +13,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use switchyard_store::{DeploymentStore, NotificationStore};
 use switchyard_types::{
-    Activity, Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState, Environment,
-    Error, Evaluation, GuardSettings, Job, JobState, Labels, NewDeployment, NewEnvironment, NewJob,
-    Page, Principal, Priority, Result, Signal, StepKind, Summary, Transition, Verdict,
-    is_service_name, is_version,
+    Activity, Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState,
+    Environment, Error, Evaluation, GuardSettings, Job, JobState, Labels, NewDeployment,
+    NewEnvironment, NewJob, Page, Principal, Priority, Result, Signal, StepKind, Summary,
+    Transition, Verdict, is_service_name, is_version,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -539,7 +539,8 @@ impl Deployments {
         let env = self.store.environment(&d.tenant, &plan.environment).await?;
         let job = self.step_job(d, plan.step, &env, &plan.version);
         let rollback_version = (plan.step == StepKind::Rollback).then(|| plan.version.clone());
-        let (after, job) = self.transition(&Transition {
+        let (after, job) = self
+            .transition(&Transition {
                 tenant: d.tenant.clone(),
                 id: d.id,
                 from: plan.from,
@@ -850,7 +851,8 @@ impl Deployments {
         reason: Option<String>,
         message: String,
     ) -> Result<()> {
-        let (after, _) = self.transition(&Transition {
+        let (after, _) = self
+            .transition(&Transition {
                 tenant: d.tenant.clone(),
                 id: d.id,
                 from: d.state,
@@ -896,7 +898,8 @@ impl Deployments {
         let env = self.store.environment(&d.tenant, &d.environment).await?;
         let job = self.step_job(d, StepKind::Rollback, &env, &previous);
         let message = format!("rolling back to {previous}: {reason}");
-        let (after, _) = self.transition(&Transition {
+        let (after, _) = self
+            .transition(&Transition {
                 tenant: d.tenant.clone(),
                 id: d.id,
                 from: d.state,

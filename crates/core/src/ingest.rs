@@ -114,6 +114,20 @@ pub struct ListArtifacts {
 
 const PAGE_TOKEN_PREFIX: &str = "a1.";
 
+/// The shortest retention policy a tenant may set.
+pub const MIN_RETENTION: Duration = Duration::from_secs(1);
+/// The longest retention policy a tenant may set (ten years).
+pub const MAX_RETENTION: Duration = Duration::from_secs(3650 * 86_400);
+
+/// How long a tenant's artifacts are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The period, from each artifact's upload.
+    pub period: Duration,
+    /// Whether it is the tenant's own policy (else the installation's default).
+    pub tenant_policy: bool,
+}
+
 /// Grants that let the agent running an upload's job fetch that job's artifacts: signed,
 /// short-lived tokens naming the tenant and the job, which are not access tokens. Implemented
 /// with the installation's token keys outside the domain, and given to
@@ -478,6 +492,49 @@ impl Ingest {
 }
 
 impl Ingest {
+    /// The caller's tenant's retention: its policy, or the installation's default.
+    pub async fn retention(&self, who: &Principal) -> Result<Retention> {
+        let policy = self.store.retention(&who.tenant).await?;
+        Ok(Retention {
+            period: policy.unwrap_or(self.config.retention),
+            tenant_policy: policy.is_some(),
+        })
+    }
+
+    /// Sets (`Some`, [`MIN_RETENTION`] to [`MAX_RETENTION`], whole seconds) or clears (`None`:
+    /// back to the default) the caller's tenant's retention policy. It applies to the stored
+    /// artifacts too (each expires its period after its upload, so a shorter policy expires
+    /// older ones at the next sweep). Returns the retention in force and how many stored
+    /// artifacts were re-dated.
+    pub async fn set_retention(
+        &self,
+        who: &Principal,
+        period: Option<Duration>,
+    ) -> Result<(Retention, u64)> {
+        if let Some(p) = period
+            && !(MIN_RETENTION..=MAX_RETENTION).contains(&p)
+        {
+            return Err(Error::invalid(
+                "retention_seconds",
+                format!(
+                    "must be between {} and {} seconds",
+                    MIN_RETENTION.as_secs(),
+                    MAX_RETENTION.as_secs()
+                ),
+            ));
+        }
+        let redated = self
+            .store
+            .set_retention(&who.tenant, period, self.config.retention)
+            .await?;
+        tracing::info!(tenant = %who.tenant, retention_seconds = period.map(|p| p.as_secs()), redated, by = %who.subject, "artifact retention set");
+        let retention = Retention {
+            period: period.unwrap_or(self.config.retention),
+            tenant_policy: period.is_some(),
+        };
+        Ok((retention, redated))
+    }
+
     /// Expires artifacts whose retention has ended, every [`IngestConfig::sweep_every`], until
     /// `shutdown` fires. Every replica runs one; the store leases each due artifact to one
     /// sweeper, so each is deleted and marked `EXPIRED` once. It also refreshes the

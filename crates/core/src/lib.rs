@@ -28,7 +28,10 @@ pub use deployments::{
     GuardChange, ListDeployments, Plan, PutEnvironment, ROLLBACKS,
 };
 pub use health::{Check, Readiness};
-pub use ingest::{Ingest, IngestConfig, ListArtifacts, MAX_METADATA_BYTES, UploadPart, Uploaded};
+pub use ingest::{
+    Ingest, IngestConfig, ListArtifacts, MAX_METADATA_BYTES, MAX_RETENTION, MIN_RETENTION,
+    Retention, UploadPart, Uploaded,
+};
 pub use live::{Delivery, Ended, Live, Subscription, WatchRequest};
 pub use notify::{Notifier, NotifierConfig};
 pub use queue::{ClaimJobs, EnqueueJob, ListJobs, Queue, QueueConfig};

@@ -10,9 +10,9 @@ use rand::Rng;
 use switchyard_bus::{Bus, Event, FeedEntry, FeedId, Replay};
 use switchyard_store::QueueStore;
 use switchyard_types::{
-    Activity, AgentId, ClaimRequest, Error, Job, JobFilter, JobId, JobState, Labels, LogAppend, LogChunk,
-    MAX_BATCH, MAX_LOG_CHUNK_BYTES, MAX_PAYLOAD_BYTES, NewJob, Outcome, Page, Principal, Priority,
-    QueueStats, ReapReport, Result,
+    Activity, AgentId, ClaimRequest, Error, Job, JobFilter, JobId, JobState, Labels, LogAppend,
+    LogChunk, MAX_BATCH, MAX_LOG_CHUNK_BYTES, MAX_PAYLOAD_BYTES, NewJob, Outcome, Page, Principal,
+    Priority, QueueStats, ReapReport, Result,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;

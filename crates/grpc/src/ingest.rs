@@ -1,8 +1,10 @@
 //! `switchyard.v1.IngestService` over [`switchyard_core::Ingest`]: take the
 //! [`switchyard_types::Principal`], convert, call core, convert back. No domain logic here.
 
+use std::time::Duration;
+
 use futures::StreamExt as _;
-use switchyard_core::{Ingest, ListArtifacts, UploadPart};
+use switchyard_core::{Ingest, ListArtifacts, Retention, UploadPart};
 use switchyard_proto::convert::struct_to_json;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::ingest_service_server::IngestService;
@@ -215,5 +217,37 @@ impl IngestService for IngestGrpc {
             .await
             .map_err(to_status)?;
         Ok(Response::new(download_stream(artifact, content)))
+    }
+
+    async fn get_retention(
+        &self,
+        request: Request<pb::GetRetentionRequest>,
+    ) -> Result<Response<pb::RetentionResponse>, Status> {
+        let (who, _) = take(request)?;
+        let retention = self.ingest.retention(&who).await.map_err(to_status)?;
+        Ok(Response::new(retention_to_pb(retention, 0)))
+    }
+
+    async fn set_retention(
+        &self,
+        request: Request<pb::SetRetentionRequest>,
+    ) -> Result<Response<pb::RetentionResponse>, Status> {
+        let (who, req) = take(request)?;
+        let period = req.retention_seconds.map(Duration::from_secs);
+        let (retention, redated) = self
+            .ingest
+            .set_retention(&who, period)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(retention_to_pb(retention, redated)))
+    }
+}
+
+/// A retention as its answer, with `redated` stored artifacts.
+fn retention_to_pb(retention: Retention, redated: u64) -> pb::RetentionResponse {
+    pb::RetentionResponse {
+        retention_seconds: retention.period.as_secs(),
+        tenant_policy: retention.tenant_policy,
+        redated_artifacts: redated,
     }
 }

@@ -14,15 +14,31 @@ use switchyard_types::{
 #[async_trait]
 pub trait ArtifactStore: Send + Sync + 'static {
     /// Records an upload in one transaction: enqueues its `job` (as the queue's enqueue does)
-    /// and stores its `artifacts` (`STORED`, of that job, retained `retention` from now, database
-    /// clock). Either both are stored or neither. `NotFound` when the tenant does not exist;
-    /// `AlreadyExists` when an artifact id or storage key is taken.
+    /// and stores its `artifacts` (`STORED`, of that job, retained from now, database clock,
+    /// for the tenant's policy or, without one, `default_retention`). Either both are stored or
+    /// neither. `NotFound` when the tenant does not exist; `AlreadyExists` when an artifact id or
+    /// storage key is taken.
     async fn create_upload(
         &self,
         job: &NewJob,
         artifacts: &[NewArtifact],
-        retention: Duration,
+        default_retention: Duration,
     ) -> Result<(Job, Vec<Artifact>)>;
+
+    /// The tenant's retention policy; `None` when it has none (the default applies).
+    async fn retention(&self, tenant: &TenantId) -> Result<Option<Duration>>;
+
+    /// Sets (`Some`, at least 1 ms) or clears (`None`) the tenant's retention policy and, in the
+    /// same transaction, re-dates its `STORED` artifacts: each now expires at its creation plus
+    /// the policy (or `default_retention`), so a shorter policy expires older artifacts at the
+    /// next sweep. Returns how many artifacts were re-dated. `NotFound` when the tenant does not
+    /// exist.
+    async fn set_retention(
+        &self,
+        tenant: &TenantId,
+        policy: Option<Duration>,
+        default_retention: Duration,
+    ) -> Result<u64>;
 
     /// One artifact; `NotFound` when absent or another tenant's (expired ones are found).
     async fn artifact(&self, tenant: &TenantId, id: ArtifactId) -> Result<Artifact>;

@@ -27,6 +27,7 @@ macro_rules! artifacts_conformance_suite {
             artifacts_are_tenant_scoped_and_listed_newest_first,
             due_artifacts_are_claimed_for_a_lease_and_expired_once,
             stored_bytes_count_only_stored_artifacts,
+            a_tenants_retention_policy_dates_new_and_stored_artifacts,
             progress_is_kept_for_the_running_attempt_only);
         $crate::artifacts_conformance_suite!(@each $make,
             (flavor = "multi_thread", worker_threads = 4),
@@ -380,6 +381,73 @@ pub async fn due_artifacts_are_claimed_for_a_lease_and_expired_once(stores: &Sto
         claim(stores, 100).await.is_empty(),
         "expired ones are never due"
     );
+}
+
+/// A tenant's policy sets how long its new artifacts are kept (the default applies without
+/// one); setting or clearing it re-dates the tenant's stored artifacts and no one else's.
+pub async fn a_tenants_retention_policy_dates_new_and_stored_artifacts(stores: &Stores) {
+    let (t, other) = (tenant("default"), tenant("other"));
+    stores
+        .identity
+        .create_tenant(&other, "Other")
+        .await
+        .unwrap();
+    let kept_days = |a: &Artifact| (a.expires_at - a.created_at).num_days();
+    let before = upload(stores, "default", &[file("before", 1)], HOUR * 48)
+        .await
+        .1;
+    let theirs = upload(stores, "other", &[file("theirs", 1)], HOUR * 48)
+        .await
+        .1;
+    assert_eq!(stores.artifacts.retention(&t).await.unwrap(), None);
+
+    let policy = HOUR * 24 * 7;
+    let redated = stores
+        .artifacts
+        .set_retention(&t, Some(policy), HOUR * 48)
+        .await
+        .unwrap();
+    assert_eq!(redated, 1, "only the tenant's stored artifact");
+    assert_eq!(stores.artifacts.retention(&t).await.unwrap(), Some(policy));
+    let found = stores.artifacts.artifact(&t, before[0].id).await.unwrap();
+    assert_eq!(kept_days(&found), 7, "re-dated to the policy");
+    let untouched = stores
+        .artifacts
+        .artifact(&other, theirs[0].id)
+        .await
+        .unwrap();
+    assert_eq!(kept_days(&untouched), 2, "another tenant's keeps its date");
+    // New uploads follow the policy, whatever default they are given.
+    let new = upload(stores, "default", &[file("new", 1)], HOUR).await.1;
+    assert_eq!(kept_days(&new[0]), 7);
+
+    // A policy shorter than an artifact's age makes it due now; clearing restores the default.
+    stores
+        .artifacts
+        .set_retention(&t, Some(Duration::from_millis(1)), HOUR)
+        .await
+        .unwrap();
+    let due = claim_soon(stores).await;
+    assert_eq!(
+        ids(&due).len(),
+        2,
+        "both of the tenant's artifacts are due: {due:?}"
+    );
+    assert!(due.iter().all(|a| a.tenant == t));
+    stores
+        .artifacts
+        .set_retention(&t, None, HOUR * 24)
+        .await
+        .unwrap();
+    assert_eq!(stores.artifacts.retention(&t).await.unwrap(), None);
+    let back = stores.artifacts.artifact(&t, new[0].id).await.unwrap();
+    assert_eq!(kept_days(&back), 1, "the default again");
+
+    let missing = stores
+        .artifacts
+        .set_retention(&tenant("nobody"), Some(HOUR), HOUR)
+        .await;
+    assert_eq!(missing.unwrap_err().kind, ErrorKind::NotFound);
 }
 
 /// Claimers racing (replicas) never claim one artifact twice, and together claim all.

@@ -19,7 +19,7 @@ use crate::artifacts::ArtifactStore;
 use crate::deployment_rows::Pg;
 use crate::error::from_sqlx;
 use crate::postgres::{PgStore, enqueue_in};
-use crate::rows::millis;
+use crate::rows::{duration_ms, millis};
 
 type Row = ArtifactRow<Uuid, DateTime<Utc>>;
 
@@ -29,17 +29,20 @@ impl ArtifactStore for PgStore {
         &self,
         job: &NewJob,
         artifacts: &[NewArtifact],
-        retention: Duration,
+        default_retention: Duration,
     ) -> Result<(Job, Vec<Artifact>)> {
         let mut tx = self.pool().begin().await.map_err(from_sqlx)?;
-        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = $1")
-            .bind(job.tenant.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        if found.is_none() {
-            return Err(no_tenant(&job.tenant));
-        }
+        let policy: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT r.retention_ms FROM tenants t
+             LEFT JOIN artifact_retention r ON r.tenant_id = t.id WHERE t.id = $1",
+        )
+        .bind(job.tenant.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        let retention_ms = policy
+            .ok_or_else(|| no_tenant(&job.tenant))?
+            .unwrap_or_else(|| millis(default_retention));
         let job = the_job(enqueue_in(&mut tx, std::slice::from_ref(job)).await?)?;
         let mut stored = Vec::with_capacity(artifacts.len());
         for a in artifacts {
@@ -59,7 +62,7 @@ impl ArtifactStore for PgStore {
             .bind(db_size(a)?)
             .bind(&a.storage_key)
             .bind(ArtifactState::Stored.as_i16())
-            .bind(millis(retention))
+            .bind(retention_ms)
             .fetch_one(&mut *tx)
             .await
             .map_err(from_sqlx)?;
@@ -67,6 +70,56 @@ impl ArtifactStore for PgStore {
         }
         tx.commit().await.map_err(from_sqlx)?;
         Ok((job, stored))
+    }
+
+    async fn retention(&self, tenant: &TenantId) -> Result<Option<Duration>> {
+        let ms: Option<i64> =
+            sqlx::query_scalar("SELECT retention_ms FROM artifact_retention WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(self.pool())
+                .await
+                .map_err(from_sqlx)?;
+        Ok(ms.map(duration_ms))
+    }
+
+    async fn set_retention(
+        &self,
+        tenant: &TenantId,
+        policy: Option<Duration>,
+        default_retention: Duration,
+    ) -> Result<u64> {
+        let mut tx = self.pool().begin().await.map_err(from_sqlx)?;
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        if found.is_none() {
+            return Err(no_tenant(tenant));
+        }
+        let set = match policy {
+            Some(p) => sqlx::query(
+                "INSERT INTO artifact_retention (tenant_id, retention_ms) VALUES ($1, $2)
+                 ON CONFLICT (tenant_id) DO UPDATE SET retention_ms = excluded.retention_ms",
+            )
+            .bind(tenant.as_str())
+            .bind(millis(p).max(1)),
+            None => sqlx::query("DELETE FROM artifact_retention WHERE tenant_id = $1")
+                .bind(tenant.as_str()),
+        };
+        set.execute(&mut *tx).await.map_err(from_sqlx)?;
+        let redated = sqlx::query(
+            "UPDATE artifacts SET expires_at = created_at + $2 * interval '1 millisecond'
+             WHERE tenant_id = $1 AND state = $3",
+        )
+        .bind(tenant.as_str())
+        .bind(millis(policy.unwrap_or(default_retention)).max(1))
+        .bind(ArtifactState::Stored.as_i16())
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(redated.rows_affected())
     }
 
     async fn artifact(&self, tenant: &TenantId, id: ArtifactId) -> Result<Artifact> {

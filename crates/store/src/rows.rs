@@ -164,6 +164,11 @@ pub(crate) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A stored count of milliseconds as a duration (negative ones as zero).
+pub(crate) fn duration_ms(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 /// Counts a reaper pass from the states the expired jobs moved to.
 pub(crate) fn reap_report(states: &[i16]) -> ReapReport {
     let dead = states

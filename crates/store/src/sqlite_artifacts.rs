@@ -16,7 +16,7 @@ use crate::artifact_rows::{
 use crate::artifacts::ArtifactStore;
 use crate::deployment_rows::Lite;
 use crate::error::from_sqlx;
-use crate::rows::millis;
+use crate::rows::{duration_ms, millis};
 use crate::sqlite::{SqliteStore, enqueue_in, now_ms};
 
 type Row = ArtifactRow<String, i64>;
@@ -27,18 +27,21 @@ impl ArtifactStore for SqliteStore {
         &self,
         job: &NewJob,
         artifacts: &[NewArtifact],
-        retention: Duration,
+        default_retention: Duration,
     ) -> Result<(Job, Vec<Artifact>)> {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
-        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = ?1")
-            .bind(job.tenant.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        if found.is_none() {
-            return Err(no_tenant(&job.tenant));
-        }
+        let policy: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT r.retention_ms FROM tenants t
+             LEFT JOIN artifact_retention r ON r.tenant_id = t.id WHERE t.id = ?1",
+        )
+        .bind(job.tenant.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        let retention_ms = policy
+            .ok_or_else(|| no_tenant(&job.tenant))?
+            .unwrap_or_else(|| millis(default_retention));
         let job = the_job(enqueue_in(&mut tx, std::slice::from_ref(job)).await?)?;
         let mut stored = Vec::with_capacity(artifacts.len());
         for a in artifacts {
@@ -58,7 +61,7 @@ impl ArtifactStore for SqliteStore {
             .bind(&a.storage_key)
             .bind(ArtifactState::Stored.as_i16())
             .bind(now)
-            .bind(now.saturating_add(millis(retention)))
+            .bind(now.saturating_add(retention_ms))
             .fetch_one(&mut *tx)
             .await
             .map_err(from_sqlx)?;
@@ -66,6 +69,55 @@ impl ArtifactStore for SqliteStore {
         }
         tx.commit().await.map_err(from_sqlx)?;
         Ok((job, stored))
+    }
+
+    async fn retention(&self, tenant: &TenantId) -> Result<Option<Duration>> {
+        let ms: Option<i64> =
+            sqlx::query_scalar("SELECT retention_ms FROM artifact_retention WHERE tenant_id = ?1")
+                .bind(tenant.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(from_sqlx)?;
+        Ok(ms.map(duration_ms))
+    }
+
+    async fn set_retention(
+        &self,
+        tenant: &TenantId,
+        policy: Option<Duration>,
+        default_retention: Duration,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM tenants WHERE id = ?1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        if found.is_none() {
+            return Err(no_tenant(tenant));
+        }
+        let set = match policy {
+            Some(p) => sqlx::query(
+                "INSERT INTO artifact_retention (tenant_id, retention_ms) VALUES (?1, ?2)
+                 ON CONFLICT (tenant_id) DO UPDATE SET retention_ms = excluded.retention_ms",
+            )
+            .bind(tenant.as_str())
+            .bind(millis(p).max(1)),
+            None => sqlx::query("DELETE FROM artifact_retention WHERE tenant_id = ?1")
+                .bind(tenant.as_str()),
+        };
+        set.execute(&mut *tx).await.map_err(from_sqlx)?;
+        let redated = sqlx::query(
+            "UPDATE artifacts SET expires_at = created_at + ?2 WHERE tenant_id = ?1 AND state = ?3",
+        )
+        .bind(tenant.as_str())
+        .bind(millis(policy.unwrap_or(default_retention)).max(1))
+        .bind(ArtifactState::Stored.as_i16())
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(redated.rows_affected())
     }
 
     async fn artifact(&self, tenant: &TenantId, id: ArtifactId) -> Result<Artifact> {

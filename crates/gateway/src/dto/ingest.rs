@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use switchyard_core::{ListArtifacts, Uploaded};
+use switchyard_core::{ListArtifacts, Retention, Uploaded};
 use switchyard_types::{Artifact, ArtifactState, IngestState, IngestStatus, JobState};
 use utoipa::{IntoParams, ToSchema};
 
@@ -23,6 +23,42 @@ enum_schema!(
     "IngestState",
     "QUEUED -> PROCESSING -> COMPLETED | FAILED, following the upload's job."
 );
+
+/// The body of `PUT /ingest/retention`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionBody {
+    /// Keep the tenant's artifacts this many seconds after their upload (1 to 315360000);
+    /// `null`: back to the installation's default.
+    pub retention_seconds: Option<u64>,
+}
+
+/// How long the tenant's artifacts are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct RetentionView {
+    /// Seconds from each artifact's upload to its expiry.
+    pub retention_seconds: u64,
+    /// `tenant` (its own policy) or `default` (the installation's).
+    pub source: &'static str,
+    /// On a change: how many stored artifacts were re-dated to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redated_artifacts: Option<u64>,
+}
+
+impl RetentionView {
+    /// `retention`, with the count of re-dated artifacts after a change.
+    pub fn new(retention: Retention, redated_artifacts: Option<u64>) -> Self {
+        RetentionView {
+            retention_seconds: retention.period.as_secs(),
+            source: if retention.tenant_policy {
+                "tenant"
+            } else {
+                "default"
+            },
+            redated_artifacts,
+        }
+    }
+}
 
 /// A file an upload stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]

@@ -78,7 +78,9 @@ pub use deployments::{
     EventsQuery, GateView, GuardBody, GuardView, ListDeploymentsQuery, PlanView, PromoteBody,
     PutEnvironmentBody, RollbackBody, ServiceDeploymentsQuery, SignalBody, SummaryView,
 };
-pub use ingest::{ArtifactView, ListArtifactsQuery, UploadStatusView, UploadView};
+pub use ingest::{
+    ArtifactView, ListArtifactsQuery, RetentionBody, RetentionView, UploadStatusView, UploadView,
+};
 pub use notifications::{CreateWebhookBody, CreatedWebhookView, NotificationView, WebhookView};
 
 /// The OpenAPI schema of labels: a map from label name to value (both strings).

@@ -14,9 +14,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::dto::{ArtifactView, ListArtifactsQuery, UploadStatusView, UploadView};
+use crate::dto::{
+    ArtifactView, ListArtifactsQuery, RetentionBody, RetentionView, UploadStatusView, UploadView,
+};
 use crate::envelope::{ApiError, Data};
-use crate::extract::ApiQuery;
+use crate::extract::{ApiJson, ApiQuery};
 use crate::openapi::{Failure, Success};
 use crate::principal::Caller;
 
@@ -30,6 +32,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_artifacts))
         .routes(routes!(get_artifact))
         .routes(routes!(download_artifact))
+        .routes(routes!(get_retention, set_retention))
 }
 
 /// The paths (under either API mount) whose bodies are streams of any size: the generic body
@@ -234,4 +237,27 @@ fn percent_encode(name: &str) -> String {
             }
         })
         .collect()
+}
+
+/// How long the caller's tenant's artifacts are kept: its policy, or the default.
+#[utoipa::path(get, path = "/ingest/retention", tag = "ingest",
+    responses((status = 200, body = Success<RetentionView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn get_retention(State(state): State<AppState>, Caller(who): Caller) -> Reply<RetentionView> {
+    let retention = ingest(&state)?.retention(&who).await?;
+    Ok(Data::ok(RetentionView::new(retention, None)))
+}
+
+/// Sets (or with `null` clears) the caller's tenant's retention policy. It applies to stored
+/// artifacts too: each expires its period after its upload, so a shorter policy expires older
+/// ones at the next sweep.
+#[utoipa::path(put, path = "/ingest/retention", tag = "ingest", request_body = RetentionBody,
+    responses((status = 200, body = Success<RetentionView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
+async fn set_retention(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    ApiJson(body): ApiJson<RetentionBody>,
+) -> Reply<RetentionView> {
+    let period = body.retention_seconds.map(std::time::Duration::from_secs);
+    let (retention, redated) = ingest(&state)?.set_retention(&who, period).await?;
+    Ok(Data::ok(RetentionView::new(retention, Some(redated))))
 }
