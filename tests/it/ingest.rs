@@ -546,6 +546,9 @@ async fn a_200_mb_upload_over_rest_and_grpc_keeps_server_memory_bounded() {
     const LIMIT: u64 = 64 * 1024 * 1024;
     let (s, _dir) = server(&[]).await;
     let expected = big_sha256();
+    let mut live = crate::ws::open(&s, &s.token, "topics=jobs")
+        .await
+        .expect("subscribe");
 
     // REST: a multipart body streamed from a generator; neither side holds the file.
     let before = s.memory().0;
@@ -562,6 +565,7 @@ async fn a_200_mb_upload_over_rest_and_grpc_keeps_server_memory_bounded() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["artifacts"][0]["sha256"], expected.as_str());
     assert_eq!(body["data"]["artifacts"][0]["size"], BIG);
+    let rest_job = body["data"]["job_id"].as_str().unwrap().to_owned();
     let rest_growth = growth(&s, before);
     assert!(
         rest_growth < LIMIT,
@@ -587,4 +591,48 @@ async fn a_200_mb_upload_over_rest_and_grpc_keeps_server_memory_bounded() {
         grpc_growth < LIMIT,
         "gRPC upload grew the server by {grpc_growth} bytes"
     );
+
+    // A real agent fetches and verifies both; the WebSocket client sees each job's changes in
+    // order, progress reports (increasing) between RUNNING and COMPLETED.
+    let _agent = crate::agents::Agent::start_in(
+        "ingest",
+        "it-big-ingester",
+        &[&s],
+        &crate::agents::agent_key(&s).await,
+        &crate::agents::workdir(),
+    );
+    let jobs = [rest_job, uploaded.job_id];
+    for job in &jobs {
+        let done = crate::agents::wait_for(&s, job, Duration::from_secs(180), |j| {
+            j["state"] == "COMPLETED" || j["state"] == "DEAD_LETTERED"
+        })
+        .await;
+        assert_eq!(done["state"], "COMPLETED", "{done}");
+    }
+    // Both jobs' frames interleave: sort them by job until both completed.
+    let mut frames: std::collections::HashMap<String, Vec<Value>> = Default::default();
+    while !jobs.iter().all(|job| {
+        frames
+            .get(job)
+            .and_then(|f| f.last())
+            .is_some_and(|f| f["state"] == "COMPLETED")
+    }) {
+        let f = crate::ws::frame(&mut live).await;
+        let subject = f["subject"].as_str().unwrap_or_default().to_owned();
+        frames.entry(subject).or_default().push(f);
+    }
+    for job in &jobs {
+        let frames = &frames[job];
+        let states: Vec<&str> = frames
+            .iter()
+            .map(|f| f["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states[..3], ["QUEUED", "CLAIMED", "RUNNING"], "{states:?}");
+        let progress: Vec<u64> = frames[3..frames.len() - 1]
+            .iter()
+            .filter_map(|f| f["data"]["progress"].as_u64())
+            .collect();
+        assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+        assert_eq!(progress.last(), Some(&100), "{states:?}");
+    }
 }

@@ -86,6 +86,9 @@ async fn upload(s: &Server, files: &[(&str, Vec<u8>)]) -> (String, Vec<String>) 
 #[tokio::test]
 async fn an_upload_is_processed_by_a_real_agent_that_reports_progress() {
     let (s, _) = server(&[]).await;
+    let mut live = crate::ws::open(&s, &s.token, "topics=jobs")
+        .await
+        .expect("subscribe");
     let big = content(6 * 1024 * 1024 + 3, 9);
     let small = b"release notes\n".to_vec();
     let (job, _) = upload(&s, &[("big.bin", big.clone()), ("notes.txt", small)]).await;
@@ -174,6 +177,29 @@ async fn an_upload_is_processed_by_a_real_agent_that_reports_progress() {
         Some(&(pb::IngestState::Completed, 100)),
         "{watched:?}"
     );
+
+    // The WebSocket client saw every change, in order: queued, claimed, running, each progress
+    // report (increasing), completed.
+    let frames = crate::ws::until_state(&mut live, &job, "COMPLETED").await;
+    let states: Vec<&str> = frames
+        .iter()
+        .map(|f| f["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states[..3], ["QUEUED", "CLAIMED", "RUNNING"], "{states:?}");
+    assert_eq!(states.last(), Some(&"COMPLETED"));
+    let progress: Vec<u64> = frames[3..frames.len() - 1]
+        .iter()
+        .map(|f| {
+            assert_eq!(f["state"], "RUNNING", "{f}");
+            f["data"]["progress"].as_u64().expect("a progress report")
+        })
+        .collect();
+    assert!(
+        progress.len() >= 2,
+        "progress reports over the socket: {progress:?}"
+    );
+    assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+    assert_eq!(progress.last(), Some(&100));
 
     // The agent verified the content and says so in the job's log; its directory is gone.
     let (_, logs, _) = send(s.client.get(s.url(&format!("/api/queue/jobs/{job}/logs")))).await;

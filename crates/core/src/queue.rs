@@ -739,7 +739,9 @@ impl Queue {
         v.finish()?;
         self.store
             .report_progress(&who.tenant, id, attempt, percent)
-            .await
+            .await?;
+        self.bus_announce(Activity::job_progress(&who.tenant, id, attempt, percent));
+        Ok(())
     }
 }
 

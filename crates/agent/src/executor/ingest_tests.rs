@@ -68,6 +68,20 @@ impl IngestService for Fake {
         Err(Status::unimplemented("download_artifact"))
     }
 
+    async fn get_retention(
+        &self,
+        _: Request<pb::GetRetentionRequest>,
+    ) -> Result<Response<pb::RetentionResponse>, Status> {
+        Err(Status::unimplemented("get_retention"))
+    }
+
+    async fn set_retention(
+        &self,
+        _: Request<pb::SetRetentionRequest>,
+    ) -> Result<Response<pb::RetentionResponse>, Status> {
+        Err(Status::unimplemented("set_retention"))
+    }
+
     async fn fetch_artifact(
         &self,
         request: Request<pb::FetchArtifactRequest>,
