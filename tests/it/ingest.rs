@@ -15,7 +15,7 @@ use switchyard_proto::v1::ingest_service_client::IngestServiceClient;
 use tokio::io::AsyncWriteExt as _;
 use tonic::Code;
 
-use crate::support::{Db, Server, send, temp_path};
+use crate::support::{Db, Server, client_with, send, temp_path};
 
 /// Deterministic, incompressible-looking bytes.
 pub(crate) fn content(len: usize, seed: u8) -> Vec<u8> {
@@ -635,4 +635,40 @@ async fn a_200_mb_upload_over_rest_and_grpc_keeps_server_memory_bounded() {
         assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
         assert_eq!(progress.last(), Some(&100), "{states:?}");
     }
+}
+
+#[tokio::test]
+async fn another_tenant_can_neither_read_nor_download_an_artifact() {
+    let (s, _dir) = server(&[]).await;
+    let (status, body) = upload_rest(&s, form("{}", &[("secret.bin", content(2048, 5))])).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["data"]["artifacts"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = body["data"]["job_id"].as_str().unwrap().to_owned();
+    crate::auth::create_tenant(&s, "other").await;
+    let token = crate::auth::user_token(&s, "other", "o@xt.example", "admin").await;
+    let other = client_with(&token);
+    for path in [
+        format!("/api/ingest/artifacts/{id}"),
+        format!("/api/ingest/artifacts/{id}/content"),
+        format!("/api/status/{job}"),
+    ] {
+        let (status, body, _) = send(other.get(s.url(&path))).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, body, _) =
+        send(other.get(s.url(&format!("/api/ingest/artifacts?job_id={job}")))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], serde_json::json!([]), "{body}");
+    let mut grpc = IngestServiceClient::new(s.grpc_with(&token).await);
+    let refused = grpc
+        .download_artifact(pb::DownloadArtifactRequest { id: id.clone() })
+        .await
+        .expect_err("another tenant's artifact");
+    assert_eq!(refused.code(), tonic::Code::NotFound, "{refused:?}");
+    // The owner still reads it.
+    let (status, _, _) = send(s.client.get(s.url(&format!("/api/ingest/artifacts/{id}")))).await;
+    assert_eq!(status, 200);
 }

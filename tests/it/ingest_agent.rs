@@ -271,7 +271,7 @@ async fn fetch(s: &Server, token: &str, id: &str, grant: &str) -> Result<Vec<u8>
         .into_inner();
     let mut bytes = Vec::new();
     while let Some(message) = stream.message().await.map_err(|e| e.code())? {
-        if let Some(pb::download_artifact_response::Part::Chunk(chunk)) = message.part {
+        if let Some(pb::fetch_artifact_response::Part::Chunk(chunk)) = message.part {
             bytes.extend(chunk);
         }
     }

@@ -113,7 +113,9 @@ async fn a_tenants_policy_expires_its_artifacts_and_no_one_elses() {
         .get_retention(pb::GetRetentionRequest {})
         .await
         .expect("GetRetention")
-        .into_inner();
+        .into_inner()
+        .retention
+        .expect("a retention");
     assert_eq!((read.retention_seconds, read.tenant_policy), (1, true));
     let cleared = grpc
         .set_retention(pb::SetRetentionRequest {
@@ -121,7 +123,9 @@ async fn a_tenants_policy_expires_its_artifacts_and_no_one_elses() {
         })
         .await
         .expect("SetRetention")
-        .into_inner();
+        .into_inner()
+        .retention
+        .expect("a retention");
     assert_eq!(
         (cleared.retention_seconds, cleared.tenant_policy),
         (30 * 86_400, false)

@@ -33,10 +33,50 @@ pub type WatchStatusStream = std::pin::Pin<
     Box<dyn tokio_stream::Stream<Item = Result<pb::WatchStatusResponse, Status>> + Send>,
 >;
 
-/// The server side of a `DownloadArtifact` stream.
-pub type DownloadStream = std::pin::Pin<
-    Box<dyn tokio_stream::Stream<Item = Result<pb::DownloadArtifactResponse, Status>> + Send>,
->;
+/// The server side of a `DownloadArtifact` (`M` = `DownloadArtifactResponse`) or
+/// `FetchArtifact` (`FetchArtifactResponse`) stream.
+pub type DownloadStream<M = pb::DownloadArtifactResponse> =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<M, Status>> + Send>>;
+
+/// A message of either download stream: the artifact first, then its content's chunks.
+trait DownloadMessage: Send + 'static {
+    /// The first message.
+    fn artifact(artifact: pb::Artifact) -> Self;
+    /// A message with the next bytes.
+    fn chunk(bytes: Vec<u8>) -> Self;
+}
+
+impl DownloadMessage for pb::DownloadArtifactResponse {
+    fn artifact(artifact: pb::Artifact) -> Self {
+        use pb::download_artifact_response::Part;
+        Self {
+            part: Some(Part::Artifact(artifact)),
+        }
+    }
+
+    fn chunk(bytes: Vec<u8>) -> Self {
+        use pb::download_artifact_response::Part;
+        Self {
+            part: Some(Part::Chunk(bytes)),
+        }
+    }
+}
+
+impl DownloadMessage for pb::FetchArtifactResponse {
+    fn artifact(artifact: pb::Artifact) -> Self {
+        use pb::fetch_artifact_response::Part;
+        Self {
+            part: Some(Part::Artifact(artifact)),
+        }
+    }
+
+    fn chunk(bytes: Vec<u8>) -> Self {
+        use pb::fetch_artifact_response::Part;
+        Self {
+            part: Some(Part::Chunk(bytes)),
+        }
+    }
+}
 
 fn job_id(value: &str) -> Result<JobId, Status> {
     value
@@ -58,24 +98,14 @@ fn broken_off(status: &Status) -> Error {
 }
 
 /// The answer of a download: the artifact first, then its content's chunks.
-fn download_stream<B: AsRef<[u8]>>(
+fn download_stream<M: DownloadMessage, B: AsRef<[u8]>>(
     artifact: switchyard_types::Artifact,
     content: impl futures::Stream<Item = switchyard_types::Result<B>> + Send + 'static,
-) -> DownloadStream {
-    let first = futures::stream::once(async move {
-        Ok(pb::DownloadArtifactResponse {
-            part: Some(pb::download_artifact_response::Part::Artifact(
-                artifact.into(),
-            )),
-        })
-    });
+) -> DownloadStream<M> {
+    let first = futures::stream::once(async move { Ok(M::artifact(artifact.into())) });
     let chunks = content.map(|chunk| {
         chunk
-            .map(|bytes| pb::DownloadArtifactResponse {
-                part: Some(pb::download_artifact_response::Part::Chunk(
-                    bytes.as_ref().to_vec(),
-                )),
-            })
+            .map(|bytes| M::chunk(bytes.as_ref().to_vec()))
             .map_err(to_status)
     });
     Box::pin(first.chain(chunks))
@@ -85,7 +115,7 @@ fn download_stream<B: AsRef<[u8]>>(
 impl IngestService for IngestGrpc {
     type WatchStatusStream = WatchStatusStream;
     type DownloadArtifactStream = DownloadStream;
-    type FetchArtifactStream = DownloadStream;
+    type FetchArtifactStream = DownloadStream<pb::FetchArtifactResponse>;
 
     async fn upload(
         &self,
@@ -222,16 +252,18 @@ impl IngestService for IngestGrpc {
     async fn get_retention(
         &self,
         request: Request<pb::GetRetentionRequest>,
-    ) -> Result<Response<pb::RetentionResponse>, Status> {
+    ) -> Result<Response<pb::GetRetentionResponse>, Status> {
         let (who, _) = take(request)?;
         let retention = self.ingest.retention(&who).await.map_err(to_status)?;
-        Ok(Response::new(retention_to_pb(retention, 0)))
+        Ok(Response::new(pb::GetRetentionResponse {
+            retention: Some(retention_to_pb(retention)),
+        }))
     }
 
     async fn set_retention(
         &self,
         request: Request<pb::SetRetentionRequest>,
-    ) -> Result<Response<pb::RetentionResponse>, Status> {
+    ) -> Result<Response<pb::SetRetentionResponse>, Status> {
         let (who, req) = take(request)?;
         let period = req.retention_seconds.map(Duration::from_secs);
         let (retention, redated) = self
@@ -239,15 +271,17 @@ impl IngestService for IngestGrpc {
             .set_retention(&who, period)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(retention_to_pb(retention, redated)))
+        Ok(Response::new(pb::SetRetentionResponse {
+            retention: Some(retention_to_pb(retention)),
+            redated_artifacts: redated,
+        }))
     }
 }
 
-/// A retention as its answer, with `redated` stored artifacts.
-fn retention_to_pb(retention: Retention, redated: u64) -> pb::RetentionResponse {
-    pb::RetentionResponse {
+/// A retention as the API shows it.
+fn retention_to_pb(retention: Retention) -> pb::Retention {
+    pb::Retention {
         retention_seconds: retention.period.as_secs(),
         tenant_policy: retention.tenant_policy,
-        redated_artifacts: redated,
     }
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
-use switchyard_proto::v1::download_artifact_response::Part;
+use switchyard_proto::v1::fetch_artifact_response::Part;
 use switchyard_proto::v1::ingest_service_client::IngestServiceClient;
 use switchyard_proto::v1::{FetchArtifactRequest, Job};
 use switchyard_types::is_artifact_name;

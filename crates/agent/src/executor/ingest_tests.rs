@@ -25,13 +25,14 @@ struct Fake {
 }
 
 type Download = Pin<Box<dyn Stream<Item = Result<pb::DownloadArtifactResponse, Status>> + Send>>;
+type Fetch = Pin<Box<dyn Stream<Item = Result<pb::FetchArtifactResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl IngestService for Fake {
     type WatchStatusStream =
         Pin<Box<dyn Stream<Item = Result<pb::WatchStatusResponse, Status>> + Send>>;
     type DownloadArtifactStream = Download;
-    type FetchArtifactStream = Download;
+    type FetchArtifactStream = Fetch;
 
     async fn upload(
         &self,
@@ -71,21 +72,21 @@ impl IngestService for Fake {
     async fn get_retention(
         &self,
         _: Request<pb::GetRetentionRequest>,
-    ) -> Result<Response<pb::RetentionResponse>, Status> {
+    ) -> Result<Response<pb::GetRetentionResponse>, Status> {
         Err(Status::unimplemented("get_retention"))
     }
 
     async fn set_retention(
         &self,
         _: Request<pb::SetRetentionRequest>,
-    ) -> Result<Response<pb::RetentionResponse>, Status> {
+    ) -> Result<Response<pb::SetRetentionResponse>, Status> {
         Err(Status::unimplemented("set_retention"))
     }
 
     async fn fetch_artifact(
         &self,
         request: Request<pb::FetchArtifactRequest>,
-    ) -> Result<Response<Download>, Status> {
+    ) -> Result<Response<Fetch>, Status> {
         let req = request.into_inner();
         if req.grant != GRANT {
             return Err(Status::permission_denied("bad grant"));
@@ -94,14 +95,14 @@ impl IngestService for Fake {
             .content
             .get(&req.artifact_id)
             .ok_or_else(|| Status::not_found("no such artifact"))?;
-        let mut parts = vec![Ok(pb::DownloadArtifactResponse {
-            part: Some(pb::download_artifact_response::Part::Artifact(
+        let mut parts = vec![Ok(pb::FetchArtifactResponse {
+            part: Some(pb::fetch_artifact_response::Part::Artifact(
                 pb::Artifact::default(),
             )),
         })];
         parts.extend(content.chunks(64 * 1024).map(|c| {
-            Ok(pb::DownloadArtifactResponse {
-                part: Some(pb::download_artifact_response::Part::Chunk(c.to_vec())),
+            Ok(pb::FetchArtifactResponse {
+                part: Some(pb::fetch_artifact_response::Part::Chunk(c.to_vec())),
             })
         }));
         Ok(Response::new(Box::pin(tokio_stream::iter(parts))))
