@@ -347,3 +347,27 @@ async fn a_client_that_stops_reading_is_dropped_and_others_keep_their_pace() {
         assert_eq!(code, CloseCode::Again, "closed as too slow");
     }
 }
+
+#[tokio::test]
+async fn a_lease_the_reaper_takes_back_is_seen_as_queued_again() {
+    let s = Server::start(Db::Sqlite, &[]).await;
+    let mut socket = open(&s, &s.token, "topics=jobs").await.expect("subscribe");
+    let id = enqueue(&s, &s.client, "reaped").await;
+    let (status, body, _) =
+        send(s.client.post(s.url("/api/queue/claim")).json(
+            &json!({"agent_id": "gone", "pool": "reaped", "max_jobs": 1, "lease_seconds": 5}),
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Nobody renews: the lease ends after 5 s and the reaper (every 5 s) requeues the job.
+    let claimed = until_state(&mut socket, &id, "CLAIMED").await;
+    assert_eq!(states(&claimed), ["QUEUED", "CLAIMED"]);
+    let requeued = frame(&mut socket).await;
+    assert_eq!(
+        (&requeued["subject"], &requeued["state"]),
+        (&json!(id), &json!("QUEUED")),
+        "{requeued}"
+    );
+    assert_eq!(requeued["data"]["error"], "lease expired", "{requeued}");
+    assert_eq!(requeued["data"]["attempt"], 1);
+}

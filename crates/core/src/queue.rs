@@ -650,10 +650,12 @@ impl Queue {
     async fn reap_all(&self) -> Result<ReapReport> {
         let mut total = ReapReport::default();
         loop {
-            let pass = self
+            let reaped = self
                 .store
                 .reap_expired(self.config.reaper_batch, Duration::ZERO)
                 .await?;
+            reaped.iter().for_each(|job| self.announce(job));
+            let pass = ReapReport::of(&reaped);
             total.requeued += pass.requeued;
             total.dead_lettered += pass.dead_lettered;
             if pass.requeued + pass.dead_lettered < u64::from(self.config.reaper_batch) {

@@ -834,7 +834,7 @@ pub async fn an_agents_heartbeats_keep_the_jobs_it_holds_leased(stores: &Stores)
         .reap_expired(100, Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(reaped.requeued, 0, "the holder's lease lives");
+    assert!(reaped.is_empty(), "the holder's lease lives");
     let held = stores.queue.get(&job.tenant, job.id).await.unwrap();
     assert_eq!(held.state, JobState::Claimed);
     // Reads show the lease the reaper goes by: the agent's, about a minute from now.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use switchyard_types::{
     ClaimRequest, Error, Job, JobFilter, JobId, LogAppend, LogChunk, NewJob, Outcome, Priority,
-    QueueStats, ReapReport, Result, TenantId,
+    QueueStats, Result, TenantId,
 };
 
 pub mod agents;
@@ -153,8 +153,9 @@ pub trait QueueStore: Send + Sync + 'static {
 
     /// Requeues (due after `retry_delay`) or dead-letters up to `limit` jobs, of any tenant,
     /// whose lease expired in `CLAIMED` or `RUNNING`; an expiry counts as a failed attempt.
-    /// Safe when several replicas run it at once: each expiry is handled exactly once.
-    async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<ReapReport>;
+    /// Safe when several replicas run it at once: each expiry is handled exactly once. Returns
+    /// the jobs it handled, as they are now (`QUEUED` or `DEAD_LETTERED`).
+    async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<Vec<Job>>;
 
     /// Restart grace: every lease, of any tenant, that has already expired in `CLAIMED` or
     /// `RUNNING` is renewed to `now() + grace`, so agents that kept running while the control

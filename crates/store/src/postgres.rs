@@ -11,14 +11,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use switchyard_types::{
     ClaimRequest, Error, Job, JobFilter, JobId, LogAppend, LogChunk, NewJob, Outcome, Priority,
-    QueueStats, ReapReport, Result, TenantId,
+    QueueStats, Result, TenantId,
 };
 use uuid::Uuid;
 
 use crate::batch::Batcher;
 use crate::error::{from_migrate, from_sqlx};
 use crate::postgres_claim::{PendingClaim, claim_batch};
-use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis, reap_report};
+use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis};
 use crate::{MigrationStatus, QueueStore};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -527,8 +527,8 @@ impl QueueStore for PgStore {
         Ok(rows.into_iter().map(StatsRow::into_stats).collect())
     }
 
-    async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<ReapReport> {
-        let states: Vec<i16> = sqlx::query_scalar(
+    async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<Vec<Job>> {
+        let rows: Vec<RawJob> = sqlx::query_as(
             "WITH expired AS (
                  SELECT id FROM jobs j
                  WHERE state IN (1, 2) AND lease_expires_at < now()
@@ -548,14 +548,14 @@ impl QueueStore for PgStore {
                  last_failed_at = now(), updated_at = now()
              FROM expired
              WHERE j.id = expired.id AND j.state IN (1, 2) AND j.lease_expires_at < now()
-             RETURNING j.state",
+             RETURNING j.*",
         )
         .bind(i64::from(limit))
         .bind(millis(retry_delay))
         .fetch_all(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        Ok(reap_report(&states))
+        into_jobs(rows, false)
     }
 
     async fn grant_restart_grace(&self, grace: Duration) -> Result<u64> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use switchyard_types::{
-    Error, Job, JobFailure, JobId, JobState, Labels, Priority, ReapReport, Result, TenantId,
+    Error, Job, JobFailure, JobId, JobState, Labels, Priority, Result, TenantId,
 };
 use uuid::Uuid;
 
@@ -167,18 +167,6 @@ pub(crate) fn millis(d: Duration) -> i64 {
 /// A stored count of milliseconds as a duration (negative ones as zero).
 pub(crate) fn duration_ms(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-/// Counts a reaper pass from the states the expired jobs moved to.
-pub(crate) fn reap_report(states: &[i16]) -> ReapReport {
-    let dead = states
-        .iter()
-        .filter(|s| **s == JobState::DeadLettered.as_i16())
-        .count() as u64;
-    ReapReport {
-        requeued: states.len() as u64 - dead,
-        dead_lettered: dead,
-    }
 }
 
 /// `failed / (completed + failed)`, 0 when both are 0.

@@ -15,13 +15,13 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use switchyard_types::{
     ClaimRequest, Error, Job, JobFilter, JobId, JobState, LogAppend, LogChunk, NewJob, Outcome,
-    Priority, QueueStats, ReapReport, Result, TenantId,
+    Priority, QueueStats, Result, TenantId,
 };
 use uuid::Uuid;
 
 use crate::error::{from_migrate, from_sqlx};
 use crate::limits::{Candidate, Running};
-use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis, reap_report};
+use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis};
 use crate::{MigrationStatus, QueueStore};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -601,10 +601,10 @@ impl QueueStore for SqliteStore {
         Ok(aggregate(rows, now, since))
     }
 
-    async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<ReapReport> {
+    async fn reap_expired(&self, limit: u32, retry_delay: Duration) -> Result<Vec<Job>> {
         let now = now_ms();
         let entry = failure_entry(0, "lease expired", now);
-        let states: Vec<i64> = sqlx::query_scalar(
+        let rows: Vec<SqliteJob> = sqlx::query_as(
             "UPDATE jobs SET
                  state = CASE WHEN attempt >= attempt_limit THEN 4 ELSE 0 END,
                  finished_at = CASE WHEN attempt >= attempt_limit THEN ?1 END,
@@ -618,7 +618,7 @@ impl QueueStore for SqliteStore {
                             AND NOT EXISTS (SELECT 1 FROM agents a
                                             WHERE a.id = j.holder_agent AND a.lease_until > ?1)
                           ORDER BY lease_expires_at LIMIT ?2)
-             RETURNING state",
+             RETURNING *",
         )
         .bind(now)
         .bind(i64::from(limit))
@@ -627,11 +627,7 @@ impl QueueStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(from_sqlx)?;
-        let states: Vec<i16> = states
-            .into_iter()
-            .filter_map(|s| i16::try_from(s).ok())
-            .collect();
-        Ok(reap_report(&states))
+        convert(rows, false)
     }
 
     async fn grant_restart_grace(&self, grace: Duration) -> Result<u64> {

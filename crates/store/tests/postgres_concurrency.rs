@@ -105,7 +105,9 @@ async fn three_reapers_over_a_thousand_expired_leases_requeue_each_once() {
             tokio::spawn(async move {
                 let mut total = 0;
                 loop {
-                    let r = store.reap_expired(50, Duration::ZERO).await.unwrap();
+                    let r = switchyard_types::ReapReport::of(
+                        &store.reap_expired(50, Duration::ZERO).await.unwrap(),
+                    );
                     if r.requeued + r.dead_lettered == 0 {
                         return total;
                     }

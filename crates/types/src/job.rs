@@ -383,6 +383,20 @@ pub struct ReapReport {
     pub dead_lettered: u64,
 }
 
+impl ReapReport {
+    /// The counts of a reaper pass that handled `jobs` (as they are after it).
+    pub fn of(jobs: &[Job]) -> Self {
+        let dead = jobs
+            .iter()
+            .filter(|j| j.state == JobState::DeadLettered)
+            .count() as u64;
+        ReapReport {
+            requeued: jobs.len() as u64 - dead,
+            dead_lettered: dead,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
