@@ -444,18 +444,7 @@ async fn a_job_that_ended_while_the_control_plane_was_down_is_not_run_again() {
 
 #[tokio::test]
 async fn sigterm_of_a_replica_moves_its_agent_to_another_with_the_job_lease_intact() {
-    let url = Db::Postgres.fresh_url().await;
-    let prefix = switchyard_testkit::unique("it-agents:");
-    let redis = switchyard_testkit::redis_url();
-    let mut env = vec![
-        ("REDIS_URL", redis.as_str()),
-        ("SWITCHYARD_REDIS_PREFIX", prefix.as_str()),
-    ];
-    env.extend(TIMINGS);
-    let a = Server::start_on(&url, &env).await;
-    let b = Server::start_on(&url, &env).await;
-    a.wait_ready().await;
-    b.wait_ready().await;
+    let (a, b) = Server::replicas(&TIMINGS).await;
     // The agent prefers B, and falls back to A.
     let _agent = Agent::start("it-mover", &[&b, &a], &agent_key(&a).await, &workdir());
     wait_for_agent(&a, "it-mover").await;

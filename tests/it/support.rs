@@ -124,6 +124,25 @@ impl Server {
         Self::start_on(&db.fresh_url().await, extra).await
     }
 
+    /// Two replicas of `switchyard serve` on one fresh PostgreSQL database and the test Redis
+    /// (under a fresh key prefix), with `extra` env vars, both ready.
+    pub async fn replicas(extra: &[(&str, &str)]) -> (Server, Server) {
+        let url = Db::Postgres.fresh_url().await;
+        let prefix = switchyard_testkit::unique("it-replicas:");
+        let redis = switchyard_testkit::redis_url();
+        let mut env = vec![
+            ("REDIS_URL", redis.as_str()),
+            ("SWITCHYARD_REDIS_PREFIX", prefix.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        let a = Self::start_on(&url, &env).await;
+        let b = Self::start_on(&url, &env).await;
+        // Until Redis answers, replicas fall back to their own memory: wait for both.
+        a.wait_ready().await;
+        b.wait_ready().await;
+        (a, b)
+    }
+
     /// `switchyard serve` on ephemeral ports over the database at `url`.
     pub async fn start_on(url: &str, extra: &[(&str, &str)]) -> Server {
         Self::start_serve(url, extra, Stdio::inherit()).await

@@ -259,17 +259,7 @@ fn assert_http_status<T: std::fmt::Debug>(result: Result<T, tungstenite::Error>,
 
 #[tokio::test]
 async fn a_watcher_on_replica_a_sees_a_job_processed_through_replica_b() {
-    let url = Db::Postgres.fresh_url().await;
-    let prefix = switchyard_testkit::unique("it-ws:");
-    let redis = switchyard_testkit::redis_url();
-    let env = [
-        ("REDIS_URL", redis.as_str()),
-        ("SWITCHYARD_REDIS_PREFIX", prefix.as_str()),
-    ];
-    let a = Server::start_on(&url, &env).await;
-    let b = Server::start_on(&url, &env).await;
-    a.wait_ready().await;
-    b.wait_ready().await;
+    let (a, b) = Server::replicas(&[]).await;
     let mut on_a = open(&a, &a.token, "topics=jobs")
         .await
         .expect("subscribe on A");

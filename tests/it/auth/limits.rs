@@ -123,18 +123,9 @@ async fn the_eleventh_failed_refresh_from_one_address_is_refused() {
 
 #[tokio::test]
 async fn failed_log_ins_count_across_replicas_sharing_redis() {
-    let url = Db::Postgres.fresh_url().await;
-    let prefix = switchyard_testkit::unique("it-auth:");
-    let redis = switchyard_testkit::redis_url();
-    let env = [
-        ("REDIS_URL", redis.as_str()),
-        ("SWITCHYARD_REDIS_PREFIX", prefix.as_str()),
-    ];
-    let a = Server::start_on(&url, &env).await;
-    let b = Server::start_on(&url, &env).await;
-    // Counting falls back to each replica's memory while Redis is not connected yet.
-    a.wait_ready().await;
-    b.wait_ready().await;
+    // Counting falls back to each replica's memory while Redis is not connected yet:
+    // `replicas` waits for both to be ready.
+    let (a, b) = Server::replicas(&[]).await;
     with_room_in_the_window(LOGIN_TEST_TIME).await;
     fail_log_ins(&a, ADMIN_EMAIL, 5).await;
     fail_log_ins(&b, ADMIN_EMAIL, 5).await;
