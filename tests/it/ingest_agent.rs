@@ -65,6 +65,22 @@ async fn rest_status(s: &Server, job: &str) -> Value {
     body["data"].clone()
 }
 
+/// Polls the upload's status until it is final (`COMPLETED` or `FAILED`), for at most `limit`.
+async fn final_status(s: &Server, job: &str, limit: Duration) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let status = rest_status(s, job).await;
+        if status["state"] == "COMPLETED" || status["state"] == "FAILED" {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not final in {limit:?}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether a status is `PROCESSING` with 0 < progress <= 100.
 fn processing_with_progress(state: &str, progress: u64) -> bool {
     state == "PROCESSING" && (1..=100).contains(&progress)
@@ -351,15 +367,7 @@ async fn a_corrupted_artifact_fails_its_job_with_a_sha256_mismatch() {
 
     let dir = workdir();
     let _agent = Agent::start_in("ingest", "ingester", &[&s], &agent_key(&s).await, &dir);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let failed = loop {
-        let status = rest_status(&s, &job).await;
-        if status["state"] == "FAILED" || status["state"] == "COMPLETED" {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "not failed in 60 s: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let failed = final_status(&s, &job, Duration::from_secs(60)).await;
     assert_eq!(failed["state"], "FAILED", "{failed}");
     let error = failed["error"].as_str().unwrap_or_default();
     assert!(error.contains("sha256 mismatch"), "{failed}");
@@ -372,15 +380,7 @@ async fn under_dev_the_built_in_agent_processes_uploads() {
     let (s, _) = Server::start_dev(&data, |_| true).await;
     let bytes = content(200_000, 3);
     let (job, _) = upload(&s, &[("dev.bin", bytes.clone())]).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let status = rest_status(&s, &job).await;
-        if status["state"] == "COMPLETED" || status["state"] == "FAILED" {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "not processed in 30 s: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = final_status(&s, &job, Duration::from_secs(30)).await;
     assert_eq!(done["state"], "COMPLETED", "{done}");
     assert_eq!(done["progress"], 100, "{done}");
     let (_, job_body, _) = send(s.client.get(s.url(&format!("/api/queue/jobs/{job}")))).await;
