@@ -151,8 +151,9 @@ impl AgentTimingArgs {
 /// Ingest settings, shared by `serve` and `dev`.
 #[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
-    /// Where artifact content is stored: a directory (or `file:///dir`), or `memory://` (lost
-    /// at exit) [default: `<data dir>/artifacts` under `dev`, else ./.switchyard/artifacts].
+    /// Where artifact content is stored: a directory (or `file:///dir`), an S3-compatible bucket
+    /// (`s3://bucket/prefix`, configured by the `AWS_*` variables), or `memory://` (lost at
+    /// exit) [default: `<data dir>/artifacts` under `dev`, else ./.switchyard/artifacts].
     #[arg(long, env = "SWITCHYARD_ARTIFACTS_URL")]
     pub artifacts_url: Option<String>,
     /// The pool of the agents that process uploads [default: `ingest`; under `dev`, `local`, the
@@ -167,6 +168,16 @@ pub struct IngestArgs {
     #[arg(long, env = "SWITCHYARD_ARTIFACT_SWEEP_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub artifact_sweep_seconds: u64,
+    /// The longest an upload may take to send its files, in seconds (default 6 hours). Content
+    /// that no record names is an orphan once it is twice as old.
+    #[arg(long, env = "SWITCHYARD_UPLOAD_TIMEOUT_SECONDS", default_value_t = 21_600,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub upload_timeout_seconds: u64,
+    /// How often the artifact store is swept for orphans, in seconds: one replica's turn per
+    /// period (default 1 hour).
+    #[arg(long, env = "SWITCHYARD_ARTIFACT_ORPHAN_SWEEP_SECONDS", default_value_t = 3600,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub artifact_orphan_sweep_seconds: u64,
     /// The largest file of an upload, in MiB.
     #[arg(long, env = "SWITCHYARD_MAX_FILE_MB", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
@@ -200,6 +211,8 @@ impl IngestArgs {
             max_upload_bytes: self.max_upload_mb << 20,
             retention: std::time::Duration::from_secs(self.artifact_retention_seconds),
             sweep_every: std::time::Duration::from_secs(self.artifact_sweep_seconds),
+            upload_timeout: std::time::Duration::from_secs(self.upload_timeout_seconds),
+            orphan_sweep_every: std::time::Duration::from_secs(self.artifact_orphan_sweep_seconds),
             ..Default::default()
         };
         (location, config)
@@ -451,6 +464,8 @@ mod tests {
                 ingest_pool: None,
                 artifact_retention_seconds: 2_592_000,
                 artifact_sweep_seconds: 60,
+                upload_timeout_seconds: 21_600,
+                artifact_orphan_sweep_seconds: 3600,
                 max_file_mb: 1024,
                 max_upload_mb: 4096,
             },

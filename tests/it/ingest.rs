@@ -77,7 +77,7 @@ pub(crate) async fn upload_rest(s: &Server, form: reqwest::multipart::Form) -> (
 }
 
 /// Nothing was stored: no artifact listed, no ingest job, no file in the store.
-async fn assert_nothing_stored(s: &Server, dir: &Path) {
+pub(crate) async fn assert_nothing_stored(s: &Server, dir: &Path) {
     let (status, body, _) = send(s.client.get(s.url("/api/ingest/artifacts"))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"], json!([]), "no artifact: {body}");
@@ -195,7 +195,8 @@ pub(crate) async fn ingest_client(
         .max_encoding_message_size(8 * 1024 * 1024)
 }
 
-fn start(metadata: Value) -> pb::UploadRequest {
+/// An upload's first message: its metadata.
+pub(crate) fn start(metadata: Value) -> pb::UploadRequest {
     let Value::Object(map) = metadata else {
         panic!("metadata must be an object")
     };
@@ -206,7 +207,8 @@ fn start(metadata: Value) -> pb::UploadRequest {
     }
 }
 
-fn file(name: &str) -> pb::UploadRequest {
+/// The message that begins file `name`.
+pub(crate) fn file(name: &str) -> pb::UploadRequest {
     pb::UploadRequest {
         part: Some(pb::upload_request::Part::File(pb::FileStart {
             name: name.to_owned(),
@@ -215,7 +217,8 @@ fn file(name: &str) -> pb::UploadRequest {
     }
 }
 
-fn chunks(bytes: &[u8], size: usize) -> Vec<pb::UploadRequest> {
+/// `bytes` as chunk messages of `size` bytes.
+pub(crate) fn chunks(bytes: &[u8], size: usize) -> Vec<pb::UploadRequest> {
     bytes
         .chunks(size)
         .map(|c| pb::UploadRequest {
@@ -447,7 +450,7 @@ async fn a_grpc_stream_cut_mid_upload_stores_nothing() {
 }
 
 /// A counter's value in Prometheus text (0 when absent).
-fn counter(metrics: &str, name: &str) -> f64 {
+pub(crate) fn counter(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

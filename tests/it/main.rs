@@ -4,6 +4,7 @@
 mod agent_states;
 mod agents;
 mod agents_mtls;
+mod artifact_store;
 mod auth;
 mod cli;
 mod config;

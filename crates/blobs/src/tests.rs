@@ -1,5 +1,5 @@
 use std::path::{Path as FsPath, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use chrono::TimeZone;
@@ -255,19 +255,125 @@ async fn open_accepts_paths_file_urls_and_memory() {
 #[test]
 fn open_refuses_other_locations() {
     for location in [
-        "s3://x",
         "gs://bucket/p",
+        "az://container",
+        "https://example.com/bucket",
         "memory://elsewhere",
         "file://host/p",
+        "s3://",
+        "s3:///no-bucket",
+        "s3://bucket?no_such_option=1",
+        "s3://bucket?secret_access_key=hunter2",
+        "s3://bucket?aws_access_key_id=AKIA",
+        "s3://bucket?token=t",
         "",
     ] {
         let err = Blobs::open(location).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidArgument, "{location}");
         assert_eq!(err.violations[0].field, "artifacts_url", "{location}");
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
     }
-    let err = Blobs::open("s3://x").unwrap_err();
-    assert!(err.message.contains("memory://"), "{}", err.message);
-    assert!(err.message.contains("file://"), "{}", err.message);
+    let err = Blobs::open("gs://x").unwrap_err();
+    for named in ["memory://", "file://", "s3://"] {
+        assert!(err.message.contains(named), "{}", err.message);
+    }
+    let err = Blobs::open("s3://bucket?secret_access_key=hunter2").unwrap_err();
+    assert!(
+        err.violations[0]
+            .description
+            .contains("AWS_SECRET_ACCESS_KEY"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn open_accepts_s3_urls_with_options() {
+    for location in [
+        "s3://bucket",
+        "S3://bucket/a/prefix/",
+        "s3a://bucket/p?region=eu-west-1",
+        "s3://bucket?endpoint=http://127.0.0.1:1&allow_http=true&virtual_hosted_style_request=false",
+    ] {
+        let blobs = Blobs::open(location).unwrap_or_else(|e| panic!("{location}: {e:?}"));
+        assert_eq!(format!("{blobs:?}"), r#"Blobs { kind: "s3" }"#);
+    }
+}
+
+#[tokio::test]
+async fn listing_sees_complete_objects_older_than_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+    let key = test_key();
+    let mut writer = blobs.writer(&key, 100).await.unwrap();
+    writer.write(Bytes::from_static(b"12345")).await.unwrap();
+    writer.finish().await.unwrap();
+    // A write in progress is not listed.
+    let mut open_writer = blobs.writer(&test_key(), u64::MAX).await.unwrap();
+    open_writer
+        .write(Bytes::from(vec![0u8; 6 << 20]))
+        .await
+        .unwrap();
+
+    let listed = |before| blobs.listed_before(before).try_collect::<Vec<Stored>>();
+    assert_eq!(
+        listed(Utc::now() + chrono::Duration::seconds(5))
+            .await
+            .unwrap(),
+        [Stored { key, size: 5 }]
+    );
+    assert!(
+        listed(Utc::now() - chrono::Duration::seconds(60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    open_writer.abort().await.unwrap();
+}
+
+/// Sets `path`'s modification time to `age` ago.
+fn age(path: &FsPath, age: Duration) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(SystemTime::now() - age).unwrap();
+}
+
+#[tokio::test]
+async fn abandoned_staging_files_are_removed_once_old_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = Blobs::open(dir.path().to_str().unwrap()).unwrap();
+    let kept = test_key();
+    let mut writer = blobs.writer(&kept, 100).await.unwrap();
+    writer.write(Bytes::from_static(b"complete")).await.unwrap();
+    writer.finish().await.unwrap();
+    // What a crash mid-write leaves: `<key>#<n>` in a month directory of its own.
+    let crashed = dir.path().join("acme/2026/01");
+    std::fs::create_dir_all(&crashed).unwrap();
+    let old = crashed.join("0190f3a8-7b2c-7def-8abc-0123456789ab#3");
+    std::fs::write(&old, b"partial").unwrap();
+    let young = dir.path().join(format!("{kept}#1"));
+    std::fs::write(&young, b"still being written").unwrap();
+    let lookalike = dir.path().join("acme/2026/01-notes#draft");
+    std::fs::write(&lookalike, b"not a staging file").unwrap();
+    for path in [&old, &lookalike, &dir.path().join(&kept)] {
+        age(path, Duration::from_secs(3600));
+    }
+
+    let before = SystemTime::now() - Duration::from_secs(600);
+    assert_eq!(blobs.remove_abandoned_writes(before).await.unwrap(), 1);
+    assert!(
+        !old.exists() && !crashed.exists(),
+        "its emptied month went too"
+    );
+    assert!(young.exists() && lookalike.exists());
+    assert_eq!(read_all(&blobs, &kept).await.unwrap().1, b"complete");
+    assert_eq!(blobs.remove_abandoned_writes(before).await.unwrap(), 0);
+    assert_eq!(
+        Blobs::open("memory://")
+            .unwrap()
+            .remove_abandoned_writes(SystemTime::now())
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[test]

@@ -45,6 +45,11 @@ pub struct IngestConfig {
     pub job_timeout: Duration,
     /// How often the retention sweeper looks for expired artifacts.
     pub sweep_every: Duration,
+    /// The longest an upload may take to send its files; content older than twice this that
+    /// no record names is an orphan.
+    pub upload_timeout: Duration,
+    /// How often (across all replicas, one at a time) the artifact store is swept for orphans.
+    pub orphan_sweep_every: Duration,
 }
 
 impl Default for IngestConfig {
@@ -57,6 +62,8 @@ impl Default for IngestConfig {
             retention: Duration::from_secs(30 * 86_400),
             job_timeout: Duration::from_secs(3600),
             sweep_every: Duration::from_secs(60),
+            upload_timeout: Duration::from_secs(6 * 3600),
+            orphan_sweep_every: Duration::from_secs(3600),
         }
     }
 }
@@ -72,6 +79,15 @@ pub const STATUS_POLL: Duration = Duration::from_millis(250);
 pub const ARTIFACTS_EXPIRED: &str = "switchyard_artifacts_expired_total";
 /// The bytes of every tenant's stored artifacts.
 pub const ARTIFACTS_STORED_BYTES: &str = "switchyard_artifacts_stored_bytes";
+/// Content the orphan sweep deleted, by `kind`: `object` (complete, but no record names it) or
+/// `staging` (a write cut off by a crash).
+pub const ARTIFACT_ORPHANS_DELETED: &str = "switchyard_artifact_orphans_deleted_total";
+/// The orphan sweep's task name, whose turns replicas take.
+const ORPHAN_SWEEP_TASK: &str = "artifact-orphan-sweep";
+/// How many listed keys the orphan sweep looks up at once.
+const ORPHAN_LOOKUP_BATCH: usize = 500;
+/// The most orphans one sweep deletes; the rest wait for the next turn.
+const ORPHAN_SWEEP_LIMIT: usize = 10_000;
 /// How long a sweeper holds the artifacts it claimed: another replica takes them after that.
 const SWEEP_LEASE: Duration = Duration::from_secs(120);
 /// The most artifacts one sweep pass claims.
@@ -244,7 +260,9 @@ impl Ingest {
     }
 
     /// Streams every file of `parts` to the artifact store, pushing each finished one onto
-    /// `written` (so the caller can delete them all on a failure).
+    /// `written` (so the caller can delete them all on a failure). It may take at most
+    /// [`IngestConfig::upload_timeout`]; only the client's part is bounded (recording is one
+    /// short transaction), and the orphan sweep leaves content alone for twice that.
     async fn write_files<S>(
         &self,
         who: &Principal,
@@ -257,7 +275,8 @@ impl Ingest {
         let mut parts = std::pin::pin!(parts);
         let mut current: Option<(PendingFile, BlobWriter)> = None;
         let mut total: u64 = 0;
-        let result: Result<()> = async {
+        let limit = self.config.upload_timeout;
+        let sending = async {
             while let Some(part) = parts.next().await {
                 match part? {
                     UploadPart::File { name, content_type } => {
@@ -296,9 +315,16 @@ impl Ingest {
             if let Some((file, writer)) = current.take() {
                 written.push(file.finish(writer).await?);
             }
-            Ok(())
-        }
-        .await;
+            Ok::<(), Error>(())
+        };
+        let result = tokio::time::timeout(limit, sending)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::too_large(format!(
+                    "an upload may take at most {} s to send its files",
+                    limit.as_secs()
+                )))
+            });
         if let Some((_, writer)) = current
             && let Err(e) = writer.abort().await
         {
@@ -538,7 +564,8 @@ impl Ingest {
     /// Expires artifacts whose retention has ended, every [`IngestConfig::sweep_every`], until
     /// `shutdown` fires. Every replica runs one; the store leases each due artifact to one
     /// sweeper, so each is deleted and marked `EXPIRED` once. It also refreshes the
-    /// [`ARTIFACTS_STORED_BYTES`] gauge.
+    /// [`ARTIFACTS_STORED_BYTES`] gauge and, when this replica takes the turn (one per
+    /// [`IngestConfig::orphan_sweep_every`] across replicas), sweeps orphans.
     pub async fn run_sweeper(&self, shutdown: tokio_util::sync::CancellationToken) {
         metrics::describe_counter!(
             ARTIFACTS_EXPIRED,
@@ -548,6 +575,10 @@ impl Ingest {
             ARTIFACTS_STORED_BYTES,
             "Bytes of every tenant's stored artifacts."
         );
+        metrics::describe_counter!(
+            ARTIFACT_ORPHANS_DELETED,
+            "Artifact content deleted by the orphan sweep: objects no record names, staging files of interrupted writes."
+        );
         let mut tick = tokio::time::interval(self.config.sweep_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -556,6 +587,9 @@ impl Ingest {
                 _ = tick.tick() => {
                     if let Err(e) = self.sweep().await {
                         tracing::warn!(error = %e, "artifact sweep failed");
+                    }
+                    if let Err(e) = self.sweep_orphans_in_turn().await {
+                        tracing::warn!(error = %e, "artifact orphan sweep failed");
                     }
                 }
             }
@@ -587,6 +621,79 @@ impl Ingest {
         metrics::gauge!(ARTIFACTS_STORED_BYTES).set(self.store.stored_bytes().await? as f64);
         Ok(expired)
     }
+
+    /// Sweeps orphans if this replica takes the turn: `None` when another replica has it.
+    async fn sweep_orphans_in_turn(&self) -> Result<Option<OrphanSweep>> {
+        if !self
+            .store
+            .take_turn(ORPHAN_SWEEP_TASK, self.config.orphan_sweep_every)
+            .await?
+        {
+            return Ok(None);
+        }
+        self.sweep_orphans().await.map(Some)
+    }
+
+    /// One orphan sweep: deletes content that was last changed more than twice
+    /// [`IngestConfig::upload_timeout`] ago and that no artifact's record names (a replica died
+    /// between writing an upload's files and recording them), and the staging files of writes
+    /// cut off by a crash. Younger content is left alone: its upload may still be running.
+    pub async fn sweep_orphans(&self) -> Result<OrphanSweep> {
+        let grace = self.config.upload_timeout.saturating_mul(2);
+        let before = std::time::SystemTime::now()
+            .checked_sub(grace)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let mut sweep = OrphanSweep {
+            staging_files: self.blobs.remove_abandoned_writes(before).await?,
+            ..OrphanSweep::default()
+        };
+        // Listed first, deleted after: a listing is not disturbed by its own deletions.
+        let mut orphans = Vec::new();
+        let mut listed = self
+            .blobs
+            .listed_before(chrono::DateTime::<Utc>::from(before))
+            .chunks(ORPHAN_LOOKUP_BATCH);
+        while let Some(batch) = listed.next().await {
+            let batch = batch.into_iter().collect::<Result<Vec<_>>>()?;
+            let keys: Vec<String> = batch.iter().map(|s| s.key.clone()).collect();
+            let unrecorded = self.store.unrecorded_keys(&keys).await?;
+            orphans.extend(batch.into_iter().filter(|s| unrecorded.contains(&s.key)));
+            if orphans.len() >= ORPHAN_SWEEP_LIMIT {
+                orphans.truncate(ORPHAN_SWEEP_LIMIT);
+                break;
+            }
+        }
+        drop(listed);
+        for orphan in orphans {
+            self.blobs.delete(&orphan.key).await?;
+            tracing::info!(key = %orphan.key, size = orphan.size, "orphaned artifact content deleted");
+            sweep.objects += 1;
+            sweep.bytes += orphan.size;
+        }
+        metrics::counter!(ARTIFACT_ORPHANS_DELETED, "kind" => "object").increment(sweep.objects);
+        metrics::counter!(ARTIFACT_ORPHANS_DELETED, "kind" => "staging")
+            .increment(sweep.staging_files);
+        if sweep != OrphanSweep::default() {
+            tracing::info!(
+                objects = sweep.objects,
+                bytes = sweep.bytes,
+                staging_files = sweep.staging_files,
+                "artifact orphan sweep"
+            );
+        }
+        Ok(sweep)
+    }
+}
+
+/// What one orphan sweep deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrphanSweep {
+    /// Complete objects no record named.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Staging files of writes cut off by a crash.
+    pub staging_files: u64,
 }
 
 /// A file whose content is being written.

@@ -30,7 +30,7 @@ pub use deployments::{
 pub use health::{Check, Readiness};
 pub use ingest::{
     Ingest, IngestConfig, ListArtifacts, MAX_METADATA_BYTES, MAX_RETENTION, MIN_RETENTION,
-    Retention, UploadPart, Uploaded,
+    OrphanSweep, Retention, UploadPart, Uploaded,
 };
 pub use live::{Delivery, Ended, Live, Subscription, WatchRequest};
 pub use notify::{Notifier, NotifierConfig};

@@ -56,6 +56,14 @@ pub trait ArtifactStore: Send + Sync + 'static {
     /// whether this call did it: false when it was expired already.
     async fn mark_expired(&self, id: ArtifactId) -> Result<bool>;
 
+    /// Of `keys`, the storage keys that no artifact's record names (in any state, of any
+    /// tenant): content nobody can reach, for the orphan sweep. In `keys`' order.
+    async fn unrecorded_keys(&self, keys: &[String]) -> Result<Vec<String>>;
+
+    /// Takes the turn to run the periodic `task` for the next `period` (database clock): true
+    /// for one caller per period however many replicas ask, false while the current turn lasts.
+    async fn take_turn(&self, task: &str, period: Duration) -> Result<bool>;
+
     /// The bytes of every tenant's `STORED` artifacts.
     async fn stored_bytes(&self) -> Result<u64>;
 

@@ -28,10 +28,12 @@ macro_rules! artifacts_conformance_suite {
             due_artifacts_are_claimed_for_a_lease_and_expired_once,
             stored_bytes_count_only_stored_artifacts,
             a_tenants_retention_policy_dates_new_and_stored_artifacts,
+            unrecorded_keys_are_those_no_artifact_names,
             progress_is_kept_for_the_running_attempt_only);
         $crate::artifacts_conformance_suite!(@each $make,
             (flavor = "multi_thread", worker_threads = 4),
-            racing_claimers_never_claim_one_artifact_twice);
+            racing_claimers_never_claim_one_artifact_twice,
+            one_racer_takes_each_turn);
     };
     (@each $make:path, $runtime:tt, $($check:ident),+ $(,)?) => {
         $(
@@ -485,6 +487,69 @@ pub async fn racing_claimers_never_claim_one_artifact_twice(stores: &Stores) {
         }
     }
     assert_eq!(seen.len(), UPLOADS * FILES);
+}
+
+/// Unrecorded keys are the given keys no artifact names, whatever its tenant or state, in the
+/// order given; an empty list gives none.
+pub async fn unrecorded_keys_are_those_no_artifact_names(stores: &Stores) {
+    let store = &stores.artifacts;
+    assert!(store.unrecorded_keys(&[]).await.unwrap().is_empty());
+    stores
+        .identity
+        .create_tenant(&tenant("other"), "Other")
+        .await
+        .unwrap();
+    let (_, mine) = upload(stores, "default", &[file("a", 1), file("b", 2)], HOUR).await;
+    let (_, theirs) = upload(stores, "other", &[file("c", 3)], HOUR).await;
+    assert!(store.mark_expired(mine[1].id).await.unwrap());
+    let keys = vec![
+        "orphans/z".to_owned(),
+        mine[0].storage_key.clone(),
+        "orphans/it's".to_owned(),
+        mine[1].storage_key.clone(),
+        theirs[0].storage_key.clone(),
+        "orphans/m".to_owned(),
+    ];
+    assert_eq!(
+        store.unrecorded_keys(&keys).await.unwrap(),
+        ["orphans/z", "orphans/it's", "orphans/m"],
+        "recorded keys (stored, expired, another tenant's) are not orphans"
+    );
+    assert_eq!(
+        store.stored_bytes().await.unwrap(),
+        4,
+        "the table is intact"
+    );
+}
+
+/// Racers (replicas) asking for one task's turn at once: exactly one gets it; nobody gets it
+/// again until the period ends, then exactly one does. Another task's turns are its own.
+pub async fn one_racer_takes_each_turn(stores: &Stores) {
+    const PERIOD: Duration = Duration::from_millis(600);
+    let race = || async {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                let artifacts = Arc::clone(&stores.artifacts);
+                tokio::spawn(async move { artifacts.take_turn("orphan-sweep", PERIOD).await })
+            })
+            .collect();
+        let mut taken = 0;
+        for racer in racers {
+            if racer.await.unwrap().unwrap() {
+                taken += 1;
+            }
+        }
+        taken
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(race().await, 1, "the first turn");
+    let store = &stores.artifacts;
+    assert!(store.take_turn("other-task", PERIOD).await.unwrap());
+    if started.elapsed() < PERIOD / 2 {
+        assert_eq!(race().await, 0, "the turn lasts its period");
+    }
+    tokio::time::sleep(PERIOD + Duration::from_millis(100)).await;
+    assert_eq!(race().await, 1, "the next period's turn");
 }
 
 /// The stored bytes are those of every tenant's stored artifacts, not of expired ones.

@@ -190,6 +190,33 @@ impl ArtifactStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn unrecorded_keys(&self, keys: &[String]) -> Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT k.key FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n)
+             WHERE NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.storage_key = k.key)
+             ORDER BY k.n",
+        )
+        .bind(keys)
+        .fetch_all(self.pool())
+        .await
+        .map_err(from_sqlx)
+    }
+
+    async fn take_turn(&self, task: &str, period: Duration) -> Result<bool> {
+        let taken = sqlx::query(
+            "INSERT INTO sweep_turns (task, next_at)
+             VALUES ($1, now() + $2 * interval '1 millisecond')
+             ON CONFLICT (task) DO UPDATE SET next_at = EXCLUDED.next_at
+             WHERE sweep_turns.next_at <= now()",
+        )
+        .bind(task)
+        .bind(millis(period))
+        .execute(self.pool())
+        .await
+        .map_err(from_sqlx)?;
+        Ok(taken.rows_affected() == 1)
+    }
+
     async fn stored_bytes(&self) -> Result<u64> {
         let total: i64 = sqlx::query_scalar(
             "SELECT COALESCE(sum(size), 0)::bigint FROM artifacts WHERE state = $1",

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use switchyard_types::{
-    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Job, JobId, NewArtifact, NewJob, Result,
-    TenantId,
+    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Error, Job, JobId, NewArtifact, NewJob,
+    Result, TenantId,
 };
 
 use crate::artifact_rows::{
@@ -189,6 +189,36 @@ impl ArtifactStore for SqliteStore {
         .await
         .map_err(from_sqlx)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn unrecorded_keys(&self, keys: &[String]) -> Result<Vec<String>> {
+        let keys = serde_json::to_string(keys)
+            .map_err(|e| Error::internal(format!("cannot encode storage keys: {e}")))?;
+        sqlx::query_scalar(
+            "SELECT k.value FROM json_each(?1) AS k
+             WHERE NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.storage_key = k.value)
+             ORDER BY k.key",
+        )
+        .bind(keys)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)
+    }
+
+    async fn take_turn(&self, task: &str, period: Duration) -> Result<bool> {
+        let now = now_ms();
+        let taken = sqlx::query(
+            "INSERT INTO sweep_turns (task, next_at) VALUES (?1, ?2)
+             ON CONFLICT (task) DO UPDATE SET next_at = excluded.next_at
+             WHERE sweep_turns.next_at <= ?3",
+        )
+        .bind(task)
+        .bind(now.saturating_add(millis(period)))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(taken.rows_affected() == 1)
     }
 
     async fn stored_bytes(&self) -> Result<u64> {
