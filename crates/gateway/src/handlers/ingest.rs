@@ -63,8 +63,8 @@ fn multipart_error(e: multer::Error) -> Error {
 /// Uploads metadata and files (`multipart/form-data`): a first part named `metadata` holding
 /// a JSON object, then one part per file (its `filename` becomes the artifact's name). The
 /// files are streamed to the artifact store and hashed on the way; the upload becomes a job of
-/// kind `ingest`. A bad name, bad metadata, an oversize file (413) or a cut connection stores
-/// nothing.
+/// kind `ingest`. A bad name, bad metadata, an oversize file or an upload slower than the
+/// server's time limit (413), or a cut connection, stores nothing.
 #[utoipa::path(post, path = "/ingest", tag = "ingest",
     request_body(content_type = "multipart/form-data", description = "A `metadata` part (a JSON object), then the files."),
     responses((status = 201, body = Success<UploadView>), (status = "4XX", body = Failure), (status = "5XX", body = Failure)))]
