@@ -16,7 +16,7 @@ use switchyard_auth::{Identity, IdentityConfig, Secret, TokenIssuer, TokenKeys};
 use switchyard_bus::Counters;
 use switchyard_core::ingest::ArtifactGrants;
 use switchyard_store::IdentityStore;
-use switchyard_types::{JobId, Principal, TenantId};
+use switchyard_types::{ArtifactGrant, Principal};
 
 use crate::config::AuthArgs;
 
@@ -54,16 +54,11 @@ pub struct Wired {
 struct TokenGrants(Arc<TokenIssuer>);
 
 impl ArtifactGrants for TokenGrants {
-    fn issue(
-        &self,
-        tenant: &TenantId,
-        job: JobId,
-        ttl: Duration,
-    ) -> switchyard_types::Result<String> {
-        self.0.issue_grant(tenant, job, ttl)
+    fn issue(&self, grant: &ArtifactGrant, ttl: Duration) -> switchyard_types::Result<String> {
+        self.0.issue_grant(grant, ttl)
     }
 
-    fn verify(&self, grant: &str) -> switchyard_types::Result<(TenantId, JobId)> {
+    fn verify(&self, grant: &str) -> switchyard_types::Result<ArtifactGrant> {
         self.0.verify_grant(grant)
     }
 }

@@ -299,7 +299,7 @@ async fn a_grant_fetches_its_own_jobs_artifacts_and_only_agents_may_use_it() {
     let (s, _) = server(&[]).await;
     let (a_bytes, b_bytes) = (content(70_000, 1), content(50_000, 2));
     let (job_a, a_ids) = upload(&s, &[("a.bin", a_bytes.clone())]).await;
-    let (job_b, b_ids) = upload(&s, &[("b.bin", b_bytes)]).await;
+    let (job_b, b_ids) = upload(&s, &[("b.bin", b_bytes.clone())]).await;
     let key = agent_key(&s).await;
     let grants = take_grants(&s, &key, 2).await;
     let (grant_a, grant_b) = (&grants[&job_a], &grants[&job_b]);
@@ -352,6 +352,16 @@ async fn a_grant_fetches_its_own_jobs_artifacts_and_only_agents_may_use_it() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // A grant lives only as long as its attempt: once job A is cancelled it fetches nothing,
+    // while job B's grant still works.
+    let (status, body, _) = send(s.client.delete(s.url(&format!("/api/queue/jobs/{job_a}")))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        fetch(&s, &key, &a_ids[0], grant_a).await,
+        Err(Code::FailedPrecondition)
+    );
+    assert!(fetch(&s, &key, &b_ids[0], grant_b).await.unwrap() == b_bytes);
 }
 
 #[tokio::test]

@@ -14,7 +14,9 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use switchyard_types::{Error, ErrorKind, JobId, Principal, PrincipalKind, ScopeSet, TenantId};
+use switchyard_types::{
+    ArtifactGrant, Error, ErrorKind, Principal, PrincipalKind, ScopeSet, TenantId,
+};
 use uuid::Uuid;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
@@ -156,6 +158,8 @@ struct GrantClaims {
     /// The job id.
     sub: String,
     tenant: String,
+    /// The job's attempt the grant was assigned for.
+    attempt: u32,
     iat: i64,
     nbf: i64,
     exp: i64,
@@ -338,19 +342,15 @@ impl TokenIssuer {
 }
 
 impl TokenIssuer {
-    /// Signs an artifact grant for job `job` of `tenant`, valid for `ttl` (whole seconds).
-    pub fn issue_grant(
-        &self,
-        tenant: &TenantId,
-        job: JobId,
-        ttl: Duration,
-    ) -> Result<String, Error> {
+    /// Signs `grant` (one attempt of a job of a tenant), valid for `ttl` (whole seconds).
+    pub fn issue_grant(&self, grant: &ArtifactGrant, ttl: Duration) -> Result<String, Error> {
         let now = chrono::Utc::now().timestamp();
         let claims = GrantClaims {
             iss: self.issuer.clone(),
             aud: grant_audience(&self.audience),
-            sub: job.to_string(),
-            tenant: tenant.as_str().to_owned(),
+            sub: grant.job.to_string(),
+            tenant: grant.tenant.as_str().to_owned(),
+            attempt: grant.attempt,
             iat: now,
             nbf: now,
             exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
@@ -360,17 +360,17 @@ impl TokenIssuer {
             .map_err(|e| Error::internal(format!("signing an artifact grant: {e}")))
     }
 
-    /// The tenant and job an artifact grant names. Any failure — bad signature, other
+    /// The tenant, job and attempt an artifact grant names. Any failure — bad signature, other
     /// algorithm, expired, wrong issuer or audience (an access token), missing or malformed
     /// claim — is `PermissionDenied` with one generic message.
-    pub fn verify_grant(&self, grant: &str) -> Result<(TenantId, JobId), Error> {
+    pub fn verify_grant(&self, grant: &str) -> Result<ArtifactGrant, Error> {
         self.check_grant(grant).map_err(|reason| {
             tracing::debug!(reason, "artifact grant rejected");
             Error::new(ErrorKind::PermissionDenied, INVALID_GRANT)
         })
     }
 
-    fn check_grant(&self, grant: &str) -> Result<(TenantId, JobId), &'static str> {
+    fn check_grant(&self, grant: &str) -> Result<ArtifactGrant, &'static str> {
         let claims =
             jsonwebtoken::decode::<GrantClaims>(grant, &self.keys.decoding, &self.grant_validation)
                 .map_err(|e| jwt_reason(e.kind()))?
@@ -381,7 +381,11 @@ impl TokenIssuer {
         }
         let tenant = TenantId::parse(&claims.tenant).map_err(|_| "invalid tenant")?;
         let job = claims.sub.parse().map_err(|_| "invalid job")?;
-        Ok((tenant, job))
+        Ok(ArtifactGrant {
+            tenant,
+            job,
+            attempt: claims.attempt,
+        })
     }
 }
 
@@ -431,7 +435,7 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header};
     use rand::RngCore as _;
     use serde_json::{Value, json};
-    use switchyard_types::Scope;
+    use switchyard_types::{JobId, Scope};
 
     use super::*;
 
@@ -749,8 +753,13 @@ mod tests {
         );
     }
 
-    fn job() -> JobId {
-        JobId::new()
+    /// A grant for attempt 1 of a fresh job of `acme`.
+    fn grant() -> ArtifactGrant {
+        ArtifactGrant {
+            tenant: TenantId::parse("acme").unwrap(),
+            job: JobId::new(),
+            attempt: 1,
+        }
     }
 
     fn assert_grant_rejected(issuer: &TokenIssuer, grant: &str) {
@@ -763,17 +772,19 @@ mod tests {
 
     #[test]
     fn grants_round_trip_with_both_key_kinds() {
-        let tenant = TenantId::parse("acme").unwrap();
         let ed = TokenKeys::ed25519_pem(ed_private_pem().as_bytes()).unwrap();
         for issuer in [
             hs_issuer(),
             TokenIssuer::new(ed, ISS, AUD, Duration::from_secs(60)),
         ] {
-            let id = job();
+            let scope = ArtifactGrant {
+                attempt: 3,
+                ..grant()
+            };
             let grant = issuer
-                .issue_grant(&tenant, id, Duration::from_secs(120))
+                .issue_grant(&scope, Duration::from_secs(120))
                 .unwrap();
-            assert_eq!(issuer.verify_grant(&grant).unwrap(), (tenant.clone(), id));
+            assert_eq!(issuer.verify_grant(&grant).unwrap(), scope);
             let claims: GrantClaims =
                 jsonwebtoken::dangerous::insecure_decode_claims(&grant).unwrap();
             assert_eq!(claims.aud, format!("{AUD}:artifact-grant"));
@@ -786,7 +797,7 @@ mod tests {
         let issuer = hs_issuer();
         let tenant = TenantId::parse("acme").unwrap();
         let grant = issuer
-            .issue_grant(&tenant, job(), Duration::from_secs(120))
+            .issue_grant(&grant(), Duration::from_secs(120))
             .unwrap();
         assert_rejected(&issuer, &grant);
         let access = issuer
@@ -808,11 +819,11 @@ mod tests {
     fn expired_tampered_or_foreign_grants_are_rejected() {
         let issuer = hs_issuer();
         let now = now();
-        let id = job();
+        let scope = grant();
         let claims = |exp: i64| {
             json!({
-                "iss": ISS, "aud": format!("{AUD}:artifact-grant"), "sub": id.to_string(),
-                "tenant": "acme", "iat": now - 600, "nbf": now - 600, "exp": exp,
+                "iss": ISS, "aud": format!("{AUD}:artifact-grant"), "sub": scope.job.to_string(),
+                "tenant": "acme", "attempt": 1, "iat": now - 600, "nbf": now - 600, "exp": exp,
                 "jti": Uuid::new_v4().to_string(),
             })
         };
@@ -824,24 +835,26 @@ mod tests {
             &issuer,
             &sign_hs(&claims(now + 60), b"another-secret-of-at-least-32-bytes!!"),
         );
-        // Another job or tenant in the payload, under the original signature.
-        let grant = issuer
-            .issue_grant(
-                &TenantId::parse("acme").unwrap(),
-                id,
-                Duration::from_secs(60),
-            )
-            .unwrap();
+        // Without an attempt (a grant of an earlier version) it is refused.
+        let mut unscoped = claims(now + 60);
+        unscoped.as_object_mut().unwrap().remove("attempt");
+        assert_grant_rejected(&issuer, &sign_hs(&unscoped, SECRET));
+        // Another job, tenant or attempt in the payload, under the original signature.
+        let grant = issuer.issue_grant(&scope, Duration::from_secs(60)).unwrap();
         let mut parts = grant.split('.');
         let (header, payload, signature) = (
             parts.next().unwrap(),
             parts.next().unwrap(),
             parts.next().unwrap(),
         );
-        for (claim, value) in [("sub", job().to_string()), ("tenant", "other".to_owned())] {
+        for (claim, value) in [
+            ("sub", json!(JobId::new().to_string())),
+            ("tenant", json!("other")),
+            ("attempt", json!(2)),
+        ] {
             let mut forged: Value =
                 serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
-            forged[claim] = json!(value);
+            forged[claim] = value;
             let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
             assert_grant_rejected(&issuer, &format!("{header}.{forged}.{signature}"));
         }

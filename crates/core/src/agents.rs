@@ -10,8 +10,8 @@ use futures::{Stream, StreamExt};
 use switchyard_pki::Signer;
 use switchyard_store::{AgentStore, Beat, StreamBeat};
 use switchyard_types::{
-    Activity, Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, Error, ErrorKind,
-    INGEST_KIND, Job, JobId, JobState, Labels, Outcome, Principal, Result, SpiffeId,
+    Activity, Agent, AgentCertificate, AgentHello, AgentId, AgentStatus, ArtifactGrant, Error,
+    ErrorKind, INGEST_KIND, Job, JobId, JobState, Labels, Outcome, Principal, Result, SpiffeId,
 };
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -186,8 +186,13 @@ impl Agents {
         let artifact_grant = match &self.grants {
             Some(grants) if job.kind == INGEST_KIND => {
                 let ttl = job.timeout.max(self.config.lease * 3).min(MAX_GRANT_TTL);
+                let grant = ArtifactGrant {
+                    tenant: job.tenant.clone(),
+                    job: job.id,
+                    attempt: job.attempt,
+                };
                 grants
-                    .issue(&job.tenant, job.id, ttl)
+                    .issue(&grant, ttl)
                     .inspect_err(|e| tracing::warn!(error = %e, job = %job.id, "cannot issue an artifact grant"))
                     .ok()
             }

@@ -18,9 +18,9 @@ use futures::{Stream, StreamExt as _};
 use switchyard_blobs::{BlobWriter, Blobs};
 use switchyard_store::ArtifactStore;
 use switchyard_types::{
-    Artifact, ArtifactFilter, ArtifactId, ArtifactState, Error, ErrorKind, INGEST_KIND,
-    IngestStatus, JobId, JobState, Labels, NewArtifact, NewJob, Page, Principal, Priority, Result,
-    TenantId, is_artifact_name,
+    Artifact, ArtifactFilter, ArtifactGrant, ArtifactId, ArtifactState, Error, ErrorKind,
+    INGEST_KIND, IngestStatus, JobId, JobState, Labels, NewArtifact, NewJob, Page, Principal,
+    Priority, Result, is_artifact_name,
 };
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -145,17 +145,17 @@ pub struct Retention {
 }
 
 /// Grants that let the agent running an upload's job fetch that job's artifacts: signed,
-/// short-lived tokens naming the tenant and the job, which are not access tokens. Implemented
+/// short-lived tokens naming the tenant, the job and the attempt, which are not access tokens. Implemented
 /// with the installation's token keys outside the domain, and given to
 /// [`Agents`](crate::Agents) (which issues one with each `Assign` of an `ingest` job) and to
 /// [`Ingest`] (which checks them in [`Ingest::fetch`]).
 pub trait ArtifactGrants: Send + Sync + 'static {
-    /// A grant for job `job` of `tenant`, valid for `ttl` from now.
-    fn issue(&self, tenant: &TenantId, job: JobId, ttl: Duration) -> Result<String>;
+    /// `grant`, signed, valid for `ttl` from now.
+    fn issue(&self, grant: &ArtifactGrant, ttl: Duration) -> Result<String>;
 
-    /// The tenant and job `grant` names; `PermissionDenied` when it is not a valid grant
-    /// (forged, expired, an access token, garbage).
-    fn verify(&self, grant: &str) -> Result<(TenantId, JobId)>;
+    /// What `grant` grants; `PermissionDenied` when it is not a valid grant (forged, expired,
+    /// an access token, garbage).
+    fn verify(&self, grant: &str) -> Result<ArtifactGrant>;
 }
 
 /// The ingest service: uploads, their status, and their artifacts.
@@ -474,7 +474,9 @@ impl Ingest {
     /// An artifact and its content, streamed, for the agent `who` processing its upload, on
     /// the authority of `grant` (the job's `Assign` carried it): `PermissionDenied` unless the
     /// grant is valid and of the agent's tenant, `NotFound` unless the artifact is the grant's
-    /// job's (another tenant's is not found either), `Conflict` when it has expired.
+    /// job's (another tenant's is not found either), `Conflict` when the grant's attempt is
+    /// over (the job finished, was cancelled or went to another attempt) or the artifact has
+    /// expired.
     pub async fn fetch(
         &self,
         who: &Principal,
@@ -487,16 +489,25 @@ impl Ingest {
                 "this server issues no artifact grants",
             ));
         };
-        let (tenant, job) = grants.verify(grant)?;
-        if tenant != who.tenant {
+        let grant = grants.verify(grant)?;
+        if grant.tenant != who.tenant {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
                 "the artifact grant is for another tenant than the agent's",
             ));
         }
-        let artifact = self.store.artifact(&tenant, id).await?;
-        if artifact.job != job {
+        let artifact = self.store.artifact(&grant.tenant, id).await?;
+        if artifact.job != grant.job {
             return Err(Error::not_found(format_args!("artifact {id}")));
+        }
+        let job = self.queue.get(who, grant.job).await?;
+        if job.attempt != grant.attempt
+            || !matches!(job.state, JobState::Claimed | JobState::Running)
+        {
+            return Err(Error::conflict(format!(
+                "the artifact grant was for attempt {} of job {}, which is over",
+                grant.attempt, grant.job
+            )));
         }
         self.content(artifact).await
     }

@@ -118,6 +118,18 @@ pub struct Artifact {
     pub expired_at: Option<DateTime<Utc>>,
 }
 
+/// What an artifact grant lets its holder do: fetch the artifacts of one attempt of one job of
+/// a tenant. Signed into the `Assign` of an `ingest` job; worthless once that attempt ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactGrant {
+    /// The job's tenant.
+    pub tenant: TenantId,
+    /// The upload's job.
+    pub job: JobId,
+    /// The attempt it was assigned for.
+    pub attempt: u32,
+}
+
 /// Where an upload is: its job's state, as an upload status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestStatus {

@@ -23,8 +23,8 @@ pub use agent::{
     Pool, PoolScale, PoolSettings, RegistrationToken, RegistrationTokenId, SpiffeId, is_pool_name,
 };
 pub use artifact::{
-    Artifact, ArtifactFilter, ArtifactId, ArtifactState, INGEST_KIND, IngestState, IngestStatus,
-    MAX_ARTIFACT_NAME_BYTES, NewArtifact, is_artifact_name,
+    Artifact, ArtifactFilter, ArtifactGrant, ArtifactId, ArtifactState, INGEST_KIND, IngestState,
+    IngestStatus, MAX_ARTIFACT_NAME_BYTES, NewArtifact, is_artifact_name,
 };
 pub use deployment::{
     Deployment, DeploymentEvent, DeploymentFilter, DeploymentId, DeploymentState, Environment,
