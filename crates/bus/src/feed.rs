@@ -10,9 +10,10 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use switchyard_types::{Activity, Error};
 
 /// How many entries the feed keeps for [`Bus::replay`](crate::Bus::replay) (Redis trims
@@ -75,12 +76,38 @@ impl FromStr for FeedId {
 }
 
 /// One numbered activity.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct FeedEntry {
     /// Its place in the feed.
     pub id: FeedId,
     /// What happened.
     pub activity: Activity,
+    /// The entry as the edges send it, once encoded ([`FeedEntry::encoded`]).
+    encoded: OnceLock<Bytes>,
+}
+
+impl FeedEntry {
+    /// Entry `id`, for `activity`.
+    pub fn new(id: FeedId, activity: Activity) -> Self {
+        FeedEntry {
+            id,
+            activity,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// The entry as the edges send it: encoded by `encode` for the first caller, and the same
+    /// bytes for every later one, so an entry fanned out to many watchers is encoded once.
+    pub fn encoded(&self, encode: impl FnOnce(&FeedEntry) -> Bytes) -> Bytes {
+        self.encoded.get_or_init(|| encode(self)).clone()
+    }
+}
+
+/// Entries are equal when their ids and activities are, encoded or not.
+impl PartialEq for FeedEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.activity == other.activity
+    }
 }
 
 /// The answer to a replay.
@@ -115,10 +142,7 @@ impl Ring {
     /// Numbers `activity` after the last entry, keeps it and returns it.
     pub(crate) fn push(&mut self, activity: Activity) -> Arc<FeedEntry> {
         self.last = self.last.next(unix_millis());
-        let entry = Arc::new(FeedEntry {
-            id: self.last,
-            activity,
-        });
+        let entry = Arc::new(FeedEntry::new(self.last, activity));
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
         }
@@ -223,5 +247,26 @@ mod tests {
         // Evicted, or never seen: a gap.
         assert!(!ring.replay(ids[1], 10).complete);
         assert!(!ring.replay(FeedId::default(), 10).complete);
+    }
+
+    #[test]
+    fn an_entry_is_encoded_once_for_every_caller() {
+        let entry = FeedEntry::new(FeedId { ms: 1, seq: 0 }, activity(5));
+        let plain = entry.clone();
+        let calls = std::cell::Cell::new(0);
+        let encode = |e: &FeedEntry| {
+            calls.set(calls.get() + 1);
+            Bytes::from(e.id.to_string())
+        };
+        let first = entry.encoded(encode);
+        let second = entry.encoded(encode);
+        assert_eq!(calls.get(), 1, "encoded once");
+        assert_eq!(
+            (first.as_ref(), second.as_ref()),
+            (&b"1-0"[..], &b"1-0"[..])
+        );
+        assert_eq!(first.as_ptr(), second.as_ptr(), "the same bytes, shared");
+        assert_eq!(entry, plain, "equality ignores the encoding");
+        assert_ne!(entry, FeedEntry::new(FeedId { ms: 1, seq: 1 }, activity(5)));
     }
 }

@@ -201,7 +201,7 @@ async fn follow(
 fn parse((id, fields): StreamEntry) -> Option<FeedEntry> {
     let parsed = id.parse::<FeedId>().ok().and_then(|id| {
         let activity = serde_json::from_str(fields.get(FIELD)?).ok()?;
-        Some(FeedEntry { id, activity })
+        Some(FeedEntry::new(id, activity))
     });
     if parsed.is_none() {
         tracing::debug!(%id, "unreadable activity feed entry skipped");

@@ -35,5 +35,7 @@ pub use ingest::{
 pub use live::{Delivery, Ended, Live, Subscription, WatchRequest};
 pub use notify::{Notifier, NotifierConfig};
 pub use queue::{ClaimJobs, EnqueueJob, ListJobs, Queue, QueueConfig};
+/// An entry of the activity feed, as a [`Delivery`] carries it.
+pub use switchyard_bus::FeedEntry;
 pub use tail::TailEvent;
 pub use webhooks::CreatedWebhook;

@@ -13,10 +13,11 @@ use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
-use futures::{SinkExt, StreamExt};
+use bytes::Bytes;
+use futures::{FutureExt as _, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use switchyard_core::{Delivery, Ended, Live, Subscription, WatchRequest};
+use switchyard_core::{Delivery, Ended, FeedEntry, Live, Subscription, WatchRequest};
 use switchyard_types::{Error, Topic};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -31,6 +32,8 @@ pub const PROTOCOL: &str = "switchyard.v1";
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// How long one frame may take to leave: a client slower than this is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most deliveries sent in one write (those waiting when the first is sent).
+const MAX_BATCH: usize = 64;
 /// The largest message a client may send (it has nothing to say but close).
 const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 
@@ -105,25 +108,38 @@ async fn serve(socket: WebSocket, mut subscription: Subscription) {
     let (mut to_client, mut from_client) = socket.split();
     let topics: Vec<&str> = subscription.topics().iter().map(|t| t.as_str()).collect();
     let hello = json!({ "type": "subscribed", "topics": topics });
-    if send(&mut to_client, Message::Text(hello.to_string().into()))
-        .await
-        .is_err()
+    if send(
+        &mut to_client,
+        vec![Message::Text(hello.to_string().into())],
+    )
+    .await
+    .is_err()
     {
         return;
     }
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     loop {
-        let message = tokio::select! {
+        let mut ended = None;
+        let batch = tokio::select! {
             delivery = subscription.next() => match delivery {
-                Ok(delivery) => Message::Text(frame(&delivery).into()),
-                Err(ended) => {
-                    let code = match ended {
-                        Ended::TooSlow { .. } => close_code::AGAIN,
-                        Ended::Closed => close_code::AWAY,
-                    };
-                    let close = CloseFrame { code, reason: Utf8Bytes::from(ended.to_string()) };
-                    let _ = send(&mut to_client, Message::Close(Some(close))).await;
-                    return;
+                Ok(delivery) => {
+                    // Deliveries already waiting go out with it, in one write.
+                    let mut batch = vec![Message::Text(frame(&delivery))];
+                    while batch.len() < MAX_BATCH {
+                        match subscription.next().now_or_never() {
+                            Some(Ok(delivery)) => batch.push(Message::Text(frame(&delivery))),
+                            Some(Err(end)) => {
+                                ended = Some(end);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    batch
+                }
+                Err(end) => {
+                    ended = Some(end);
+                    Vec::new()
                 }
             },
             incoming = from_client.next() => match incoming {
@@ -131,44 +147,68 @@ async fn serve(socket: WebSocket, mut subscription: Subscription) {
                 // Pongs and anything else the client says are ignored.
                 Some(Ok(_)) => continue,
             },
-            _ = ping.tick() => Message::Ping(Default::default()),
+            _ = ping.tick() => vec![Message::Ping(Default::default())],
         };
-        if send(&mut to_client, message).await.is_err() {
+        if !batch.is_empty() && send(&mut to_client, batch).await.is_err() {
+            return;
+        }
+        if let Some(end) = ended {
+            let code = match end {
+                Ended::TooSlow { .. } => close_code::AGAIN,
+                Ended::Closed => close_code::AWAY,
+            };
+            let close = CloseFrame {
+                code,
+                reason: Utf8Bytes::from(end.to_string()),
+            };
+            let _ = send(&mut to_client, vec![Message::Close(Some(close))]).await;
             return;
         }
     }
 }
 
-/// Sends one message within [`SEND_TIMEOUT`]; `Err` when the client is gone or too slow.
-async fn send<S>(to_client: &mut S, message: Message) -> Result<(), ()>
+/// Sends `messages` and flushes them once, all within [`SEND_TIMEOUT`]; `Err` when the client
+/// is gone or too slow.
+async fn send<S>(to_client: &mut S, messages: Vec<Message>) -> Result<(), ()>
 where
     S: futures::Sink<Message> + Unpin,
 {
-    match tokio::time::timeout(SEND_TIMEOUT, to_client.send(message)).await {
+    let sent = async {
+        for message in messages {
+            to_client.feed(message).await?;
+        }
+        to_client.flush().await
+    };
+    match tokio::time::timeout(SEND_TIMEOUT, sent).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) | Err(_) => Err(()),
     }
 }
 
-/// A delivery as its JSON frame.
-fn frame(delivery: &Delivery) -> String {
+/// A delivery as its JSON frame. An event's frame is encoded once per entry and the same bytes
+/// go to every watcher it reaches.
+fn frame(delivery: &Delivery) -> Utf8Bytes {
     match delivery {
-        Delivery::Entry(entry) => {
-            let a = &entry.activity;
-            json!({
-                "type": "event",
-                "id": entry.id.to_string(),
-                "topic": a.topic.as_str(),
-                "subject": a.subject,
-                "state": a.state,
-                "at": a.at,
-                "data": a.data,
-            })
-        }
-        Delivery::Gap => json!({
-            "type": "gap",
-            "message": "events after last_event_id are no longer kept: reload, then go on",
-        }),
+        Delivery::Entry(entry) => Utf8Bytes::try_from(entry.encoded(event_frame))
+            .expect("an event frame is encoded from a String"),
+        Delivery::Gap => Utf8Bytes::from_static(GAP_FRAME),
     }
-    .to_string()
+}
+
+/// The frame that tells a resuming watcher that events after its id are no longer kept.
+const GAP_FRAME: &str = r#"{"type":"gap","message":"events after last_event_id are no longer kept: reload, then go on"}"#;
+
+/// An entry's `event` frame.
+fn event_frame(entry: &FeedEntry) -> Bytes {
+    let a = &entry.activity;
+    let frame = json!({
+        "type": "event",
+        "id": entry.id.to_string(),
+        "topic": a.topic.as_str(),
+        "subject": a.subject,
+        "state": a.state,
+        "at": a.at,
+        "data": a.data,
+    });
+    Bytes::from(frame.to_string())
 }
