@@ -152,7 +152,8 @@ impl AgentTimingArgs {
 #[derive(Debug, Clone, Args)]
 pub struct IngestArgs {
     /// Where artifact content is stored: a directory (or `file:///dir`), an S3-compatible bucket
-    /// (`s3://bucket/prefix`, configured by the `AWS_*` variables), or `memory://` (lost at
+    /// (`s3://bucket/prefix`, configured by the `AWS_*` variables), an Azure Blob container
+    /// (`az://container/prefix`, by the `AZURE_STORAGE_*` ones), or `memory://` (lost at
     /// exit) [default: `<data dir>/artifacts` under `dev`, else ./.switchyard/artifacts].
     #[arg(long, env = "SWITCHYARD_ARTIFACTS_URL")]
     pub artifacts_url: Option<String>,

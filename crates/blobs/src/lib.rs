@@ -1,7 +1,8 @@
 //! The artifact store (DESIGN §3.7): artifact content by server-generated key, kept in a local
-//! directory, an S3-compatible bucket (or in memory) through `object_store`, hashed and
+//! directory, an S3-compatible bucket, an Azure Blob container (or in memory) through `object_store`, hashed and
 //! size-limited while it streams in.
 
+mod cloud;
 mod staging;
 mod writer;
 
@@ -14,11 +15,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 use switchyard_types::{ArtifactId, Error, Result, TenantId};
 
@@ -46,8 +45,9 @@ pub struct Content {
 
 impl Blobs {
     /// Opens the store at `location`: a filesystem path or `file:///abs/path` (the directory is
-    /// created), `s3://bucket[/prefix][?option=value…]` (an S3-compatible bucket; see
-    /// [`Blobs::open_s3`]), or `memory://` (tests, dev without disk).
+    /// created), `s3://bucket[/prefix][?option=value…]` (an S3-compatible bucket) or
+    /// `az://container[/prefix][?option=value…]` (an Azure Blob container), configured as the
+    /// module `cloud` says, or `memory://` (tests, dev without disk).
     pub fn open(location: &str) -> Result<Blobs> {
         let dir = match location.split_once("://") {
             None if location.is_empty() => return Err(Error::invalid(LOCATION_FIELD, "is empty")),
@@ -63,7 +63,8 @@ impl Blobs {
                 "memory" => {
                     return Err(Error::invalid(LOCATION_FIELD, "memory:// takes no path"));
                 }
-                "s3" | "s3a" => return Blobs::open_s3(location),
+                "s3" | "s3a" => return cloud::s3(location),
+                "az" | "azure" => return cloud::azure(location),
                 "file" => url::Url::parse(location)
                     .ok()
                     .and_then(|url| url.to_file_path().ok())
@@ -75,7 +76,8 @@ impl Blobs {
                         LOCATION_FIELD,
                         format!(
                             "scheme `{other}` is not supported; use a directory path, \
-                             file:///absolute/path, s3://bucket/prefix or memory://"
+                             file:///absolute/path, s3://bucket/prefix, az://container/prefix \
+                             or memory://"
                         ),
                     ));
                 }
@@ -95,74 +97,6 @@ impl Blobs {
             store: Arc::new(store),
             kind: "filesystem",
             root: Some(dir),
-        })
-    }
-
-    /// Opens an S3-compatible bucket from `s3://bucket[/prefix][?option=value…]`. The standard
-    /// `AWS_*` environment variables configure it (credentials, `AWS_REGION`,
-    /// `AWS_ENDPOINT_URL` for MinIO, Ceph, R2 and the like); the URL's query options override
-    /// them (`endpoint`, `region`, `allow_http`, … as object_store names them), except
-    /// credentials, which a URL must not carry. An `http://` endpoint is allowed as given.
-    /// Objects live under `prefix`, when there is one.
-    pub fn open_s3(location: &str) -> Result<Blobs> {
-        let url = url::Url::parse(location)
-            .map_err(|e| Error::invalid(LOCATION_FIELD, format!("is not a valid URL: {e}")))?;
-        let bucket = url.host_str().unwrap_or_default();
-        if bucket.is_empty() {
-            return Err(Error::invalid(
-                LOCATION_FIELD,
-                "s3:// needs a bucket: s3://bucket/prefix",
-            ));
-        }
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        for (name, value) in url.query_pairs() {
-            let key: AmazonS3ConfigKey = name.parse().map_err(|_| {
-                Error::invalid(LOCATION_FIELD, format!("unknown S3 option `{name}`"))
-            })?;
-            if matches!(
-                key,
-                AmazonS3ConfigKey::AccessKeyId
-                    | AmazonS3ConfigKey::SecretAccessKey
-                    | AmazonS3ConfigKey::Token
-            ) {
-                return Err(Error::invalid(
-                    LOCATION_FIELD,
-                    format!(
-                        "`{name}` must not be in the URL (it would be logged); set \
-                         AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN instead"
-                    ),
-                ));
-            }
-            builder = builder.with_config(key, value);
-        }
-        if builder
-            .get_config_value(&AmazonS3ConfigKey::Endpoint)
-            .is_some_and(|endpoint| endpoint.starts_with("http://"))
-        {
-            builder = builder.with_allow_http(true);
-        }
-        // reqwest's rustls has no provider of its own here (see Cargo.toml): use ring. A
-        // provider installed earlier (by the process or another store) is kept.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let s3 = builder.build().map_err(|e| {
-            Error::invalid(
-                LOCATION_FIELD,
-                format!("cannot configure the S3 store: {e}"),
-            )
-        })?;
-        let prefix = url.path().trim_matches('/');
-        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            Arc::new(s3)
-        } else {
-            let prefix = Path::parse(prefix).map_err(|e| {
-                Error::invalid(LOCATION_FIELD, format!("has an invalid prefix: {e}"))
-            })?;
-            Arc::new(PrefixStore::new(s3, prefix))
-        };
-        Ok(Blobs {
-            store,
-            kind: "s3",
-            root: None,
         })
     }
 
@@ -277,6 +211,6 @@ fn backend(op: &str, key: &str, e: object_store::Error) -> Error {
 }
 
 #[cfg(test)]
-mod s3_tests;
+mod cloud_tests;
 #[cfg(test)]
 mod tests;

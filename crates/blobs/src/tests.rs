@@ -256,7 +256,9 @@ async fn open_accepts_paths_file_urls_and_memory() {
 fn open_refuses_other_locations() {
     for location in [
         "gs://bucket/p",
-        "az://container",
+        "az://",
+        "az://container?account_key=hunter2",
+        "az://container?sas_token=hunter2",
         "https://example.com/bucket",
         "memory://elsewhere",
         "file://host/p",
@@ -274,7 +276,7 @@ fn open_refuses_other_locations() {
         assert!(!err.message.contains("hunter2"), "{}", err.message);
     }
     let err = Blobs::open("gs://x").unwrap_err();
-    for named in ["memory://", "file://", "s3://"] {
+    for named in ["memory://", "file://", "s3://", "az://"] {
         assert!(err.message.contains(named), "{}", err.message);
     }
     let err = Blobs::open("s3://bucket?secret_access_key=hunter2").unwrap_err();
@@ -287,7 +289,7 @@ fn open_refuses_other_locations() {
 }
 
 #[test]
-fn open_accepts_s3_urls_with_options() {
+fn open_accepts_cloud_urls_with_options() {
     for location in [
         "s3://bucket",
         "S3://bucket/a/prefix/",
@@ -296,6 +298,14 @@ fn open_accepts_s3_urls_with_options() {
     ] {
         let blobs = Blobs::open(location).unwrap_or_else(|e| panic!("{location}: {e:?}"));
         assert_eq!(format!("{blobs:?}"), r#"Blobs { kind: "s3" }"#);
+    }
+    for location in [
+        "az://container?use_emulator=true",
+        "azure://container/a/prefix?use_emulator=true",
+        "az://container?account_name=acct&endpoint=https://acct.blob.core.windows.net",
+    ] {
+        let blobs = Blobs::open(location).unwrap_or_else(|e| panic!("{location}: {e:?}"));
+        assert_eq!(format!("{blobs:?}"), r#"Blobs { kind: "azure" }"#);
     }
 }
 
