@@ -145,8 +145,8 @@ pub struct Retention {
 }
 
 /// Grants that let the agent running an upload's job fetch that job's artifacts: signed,
-/// short-lived tokens naming the tenant, the job and the attempt, which are not access tokens. Implemented
-/// with the installation's token keys outside the domain, and given to
+/// short-lived tokens naming the tenant, the job and the attempt, which are not access tokens.
+/// Implemented with the installation's token keys outside the domain, and given to
 /// [`Agents`](crate::Agents) (which issues one with each `Assign` of an `ingest` job) and to
 /// [`Ingest`] (which checks them in [`Ingest::fetch`]).
 pub trait ArtifactGrants: Send + Sync + 'static {
