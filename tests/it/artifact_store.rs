@@ -13,28 +13,11 @@ use crate::ingest::{
 };
 use crate::support::{Server, send, temp_path};
 
-/// The S3-compatible server (`S3_ENDPOINT`, default `http://127.0.0.1:9000`).
-fn s3_endpoint() -> String {
-    std::env::var("S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9000".to_owned())
-}
-
-/// A fresh bucket on the S3 server; its name.
-async fn bucket() -> String {
-    let name = switchyard_testkit::unique("sy-it-");
-    let created = reqwest::Client::new()
-        .put(format!("{}/{name}", s3_endpoint()))
-        .send()
-        .await
-        .expect("no S3 server (scripts/services starts one)");
-    assert!(created.status().is_success(), "{}", created.status());
-    name
-}
-
 /// The keys and sizes in `bucket` under `prefix` (S3's ListObjectsV2, read off its XML).
 async fn objects(bucket: &str, prefix: &str) -> Vec<(String, u64)> {
     let xml = reqwest::get(format!(
         "{}/{bucket}?list-type=2&prefix={prefix}",
-        s3_endpoint()
+        switchyard_testkit::s3_endpoint()
     ))
     .await
     .unwrap()
@@ -54,9 +37,9 @@ async fn objects(bucket: &str, prefix: &str) -> Vec<(String, u64)> {
 
 #[tokio::test]
 async fn uploads_are_kept_in_an_s3_bucket_and_served_from_it() {
-    let bucket = bucket().await;
+    let bucket = switchyard_testkit::s3_bucket().await;
     let url = format!("s3://{bucket}/switchyard/artifacts");
-    let endpoint = s3_endpoint();
+    let endpoint = switchyard_testkit::s3_endpoint();
     // Signed requests, with credentials from the standard variables, as in production.
     let s = Server::start(
         crate::support::Db::Sqlite,

@@ -31,38 +31,36 @@ enum Cloud {
 
 const CLOUDS: [Cloud; 2] = [Cloud::S3, Cloud::Azure];
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
-
 impl Cloud {
     /// The server's address.
     fn endpoint(self) -> String {
         match self {
-            Cloud::S3 => env_or("S3_ENDPOINT", "http://127.0.0.1:9000"),
-            Cloud::Azure => env_or("AZURITE_BLOB_STORAGE_URL", "http://127.0.0.1:10000"),
+            Cloud::S3 => switchyard_testkit::s3_endpoint(),
+            Cloud::Azure => std::env::var("AZURITE_BLOB_STORAGE_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:10000".to_owned()),
         }
     }
 
     /// A fresh, empty bucket or container; its name.
     async fn fresh(self) -> String {
-        let name = format!("sy-test-{}", ArtifactId::new().0.simple());
-        let request = match self {
-            Cloud::S3 => reqwest::Client::new().put(format!("{}/{name}", self.endpoint())),
-            Cloud::Azure => azure_create_container(&self.endpoint(), &name),
-        };
-        let created = request.send().await.unwrap_or_else(|e| {
-            panic!(
-                "no {self:?} server at {} (scripts/services): {e}",
-                self.endpoint()
-            )
-        });
-        assert!(
-            created.status().is_success(),
-            "create {name} on {self:?}: {}",
-            created.status()
-        );
-        name
+        match self {
+            Cloud::S3 => switchyard_testkit::s3_bucket().await,
+            Cloud::Azure => {
+                let name = switchyard_testkit::unique("sy-test-");
+                let created = azure_create_container(&self.endpoint(), &name)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("no Azurite at {} (scripts/services): {e}", self.endpoint())
+                    });
+                assert!(
+                    created.status().is_success(),
+                    "create {name}: {}",
+                    created.status()
+                );
+                name
+            }
+        }
     }
 
     /// The store in `container`, under `prefix` when not empty.
