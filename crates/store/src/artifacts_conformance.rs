@@ -429,7 +429,11 @@ pub async fn a_tenants_retention_policy_dates_new_and_stored_artifacts(stores: &
         .set_retention(&t, Some(Duration::from_millis(1)), HOUR)
         .await
         .unwrap();
-    let due = claim_soon(stores).await;
+    // The newest may come due a millisecond after the first claim (claimed ones stay leased).
+    let mut due = claim_soon(stores).await;
+    if due.len() == 1 {
+        due.extend(claim_soon(stores).await);
+    }
     assert_eq!(
         ids(&due).len(),
         2,
