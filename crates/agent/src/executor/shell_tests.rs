@@ -32,8 +32,10 @@ async fn gone(pid: u32) -> bool {
     !alive(pid)
 }
 
-/// A command that starts a grandchild, writes its pid to `pidfile` and waits for it.
-const GRANDCHILD: &str = "sleep 300 & echo $! > pidfile; echo started; wait";
+/// A command that starts a grandchild, writes its pid to `pidfile` and waits for it. The file
+/// appears whole (renamed into place), so a test that acts once it exists reads the pid.
+const GRANDCHILD: &str =
+    "sleep 300 & echo $! > pidfile.new; mv pidfile.new pidfile; echo started; wait";
 
 fn pid_in(dir: &std::path::Path) -> u32 {
     std::fs::read_to_string(dir.join("pidfile"))
