@@ -21,6 +21,7 @@ macro_rules! store_conformance_suite {
             has_due_jobs_sees_due_queued_jobs_only,
             critical_is_claimed_before_ten_thousand_low, claim_honours_labels_and_run_at,
             claim_sets_lease_and_bumps_attempt, concurrent_claims_share_the_queue,
+            concurrent_completions_each_get_their_own_answer,
             current_attempts_are_the_live_ones_only,
             every_state_and_operation,
             stale_attempts_conflict_and_change_nothing, failures_retry_then_dead_letter_then_redrive,
@@ -335,6 +336,61 @@ pub async fn concurrent_claims_share_the_queue(store: &dyn QueueStore) {
     }
     // 50 free jobs and 2 of the 4 under the key's limit of 2.
     assert_eq!(seen.len(), 52);
+}
+
+/// Concurrent completions are group-committed; each caller still gets its own answer: the
+/// first completion of an attempt succeeds with its own result, a duplicate or a stale attempt
+/// in the same batch conflicts and changes nothing.
+pub async fn concurrent_completions_each_get_their_own_answer(store: &dyn QueueStore) {
+    let jobs: Vec<NewJob> = (0..200)
+        .map(|_| new_job("t1", "build", Priority::Normal))
+        .collect();
+    store.enqueue(jobs).await.unwrap();
+    let claimed = store.claim(None, &claim_req("build", 200)).await.unwrap();
+    assert_eq!(claimed.len(), 200);
+    let done = |n: usize| Outcome::Succeeded {
+        exit_code: Some(0),
+        result: Some(serde_json::json!({ "n": n })),
+    };
+    // Every job once with its attempt; every 10th also with a stale attempt and a duplicate,
+    // each with a result of its own.
+    let mut calls = Vec::new();
+    for (n, job) in claimed.iter().enumerate() {
+        calls.push((job, job.attempt, n, true));
+        if n % 10 == 0 {
+            calls.push((job, job.attempt + 1, n + 1000, false));
+            calls.push((job, job.attempt, n + 2000, false));
+        }
+    }
+    let outcomes: Vec<Outcome> = calls.iter().map(|&(_, _, n, _)| done(n)).collect();
+    let answers = futures::future::join_all(calls.iter().zip(&outcomes).map(
+        |(&(job, attempt, _, _), outcome)| {
+            store.complete(&job.tenant, job.id, attempt, outcome, Duration::ZERO)
+        },
+    ))
+    .await;
+    for (&(job, _, n, first), answer) in calls.iter().zip(answers) {
+        if first {
+            let completed = answer.expect("the first completion succeeds");
+            assert_eq!(
+                (completed.id, completed.state),
+                (job.id, JobState::Completed)
+            );
+            assert_eq!(completed.result, Some(serde_json::json!({ "n": n })));
+        } else {
+            let e = answer.expect_err("a stale or duplicate completion conflicts");
+            assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+        }
+    }
+    for (n, job) in claimed.iter().enumerate().step_by(10) {
+        let stored = store.get(&job.tenant, job.id).await.unwrap();
+        assert_eq!(stored.state, JobState::Completed);
+        assert_eq!(
+            stored.result,
+            Some(serde_json::json!({ "n": n })),
+            "the first result stands"
+        );
+    }
 }
 
 /// `current_attempts` names the held attempts that are still current and claimed or running:

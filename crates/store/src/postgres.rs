@@ -16,9 +16,10 @@ use switchyard_types::{
 use uuid::Uuid;
 
 use crate::batch::Batcher;
+use crate::claim_batch::{PendingClaim, claim_batch};
 use crate::error::{from_migrate, from_sqlx};
-use crate::postgres_claim::{PendingClaim, claim_batch};
 use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis};
+use crate::success_batch::{self, ReadJob, Success};
 use crate::{MigrationStatus, QueueStore};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -29,18 +30,8 @@ pub struct PgStore {
     pool: PgPool,
     /// Successful completions, group-committed (the hot path of every finished job).
     successes: Arc<Batcher<Success, Job>>,
-    /// Claims, group-committed (see [`crate::postgres_claim`]).
+    /// Claims, group-committed (see [`crate::claim_batch`] and `postgres_claim`).
     claims: Arc<Batcher<PendingClaim, Vec<Job>>>,
-}
-
-/// One successful completion waiting for its batch.
-#[derive(Debug)]
-struct Success {
-    tenant: TenantId,
-    id: JobId,
-    attempt: u32,
-    exit_code: Option<i32>,
-    result: Option<serde_json::Value>,
 }
 
 /// Completions per statement.
@@ -78,7 +69,8 @@ impl PgStore {
         });
         let batch_pool = pool.clone();
         let claims = Batcher::spawn(CLAIMS_MAX, BATCHES_IN_FLIGHT, move |batch| {
-            claim_batch(batch_pool.clone(), batch)
+            let pool = batch_pool.clone();
+            async move { claim_batch(&pool, batch).await }
         });
         Ok(PgStore {
             pool,
@@ -93,7 +85,7 @@ impl PgStore {
     }
 
     pub(crate) async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
-        fetch(&self.pool, tenant, id).await
+        self.pool.read_job(tenant, id).await
     }
 
     /// Runs a conditional update returning the row; explains a miss.
@@ -112,15 +104,17 @@ impl PgStore {
     }
 }
 
-async fn fetch(pool: &PgPool, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
-    sqlx::query_as::<_, RawJob>("SELECT * FROM jobs_read WHERE id = $1 AND tenant_id = $2")
-        .bind(id.0)
-        .bind(tenant.as_str())
-        .fetch_optional(pool)
-        .await
-        .map_err(from_sqlx)?
-        .map(Job::try_from)
-        .transpose()
+impl ReadJob for PgPool {
+    async fn read_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
+        sqlx::query_as::<_, RawJob>("SELECT * FROM jobs_read WHERE id = $1 AND tenant_id = $2")
+            .bind(id.0)
+            .bind(tenant.as_str())
+            .fetch_optional(self)
+            .await
+            .map_err(from_sqlx)?
+            .map(Job::try_from)
+            .transpose()
+    }
 }
 
 /// Completes a batch of successes in one conditional `UPDATE … FROM UNNEST(…)`; a request whose
@@ -129,7 +123,8 @@ async fn fetch(pool: &PgPool, tenant: &TenantId, id: JobId) -> Result<Option<Job
 /// `j.id = ANY($1)` lets the planner find the rows by primary key: joined on the unnested
 /// tenant alone, it may walk a tenant's whole `jobs_running` index once per row.
 async fn complete_successes(pool: PgPool, batch: Vec<Success>) -> Vec<Result<Job>> {
-    let rows: std::result::Result<Vec<RawJob>, Error> = sqlx::query_as(
+    let writes = success_batch::distinct(&batch);
+    let rows: Result<Vec<RawJob>> = sqlx::query_as(
         "UPDATE jobs j SET state = 3, finished_at = now(), exit_code = u.exit_code,
              result = u.result, lease_expires_at = NULL, updated_at = now()
          FROM UNNEST($1::uuid[], $2::text[], $3::int[], $4::int[], $5::jsonb[])
@@ -138,38 +133,15 @@ async fn complete_successes(pool: PgPool, batch: Vec<Success>) -> Vec<Result<Job
            AND j.attempt = u.attempt AND j.state IN (1, 2)
          RETURNING j.*",
     )
-    .bind(batch.iter().map(|s| s.id.0).collect::<Vec<_>>())
-    .bind(batch.iter().map(|s| s.tenant.as_str()).collect::<Vec<_>>())
-    .bind(batch.iter().map(|s| db_int(s.attempt)).collect::<Vec<_>>())
-    .bind(batch.iter().map(|s| s.exit_code).collect::<Vec<_>>())
-    .bind(batch.iter().map(|s| s.result.clone()).collect::<Vec<_>>())
+    .bind(writes.iter().map(|s| s.id.0).collect::<Vec<_>>())
+    .bind(writes.iter().map(|s| s.tenant.as_str()).collect::<Vec<_>>())
+    .bind(writes.iter().map(|s| db_int(s.attempt)).collect::<Vec<_>>())
+    .bind(writes.iter().map(|s| s.exit_code).collect::<Vec<_>>())
+    .bind(writes.iter().map(|s| s.result.clone()).collect::<Vec<_>>())
     .fetch_all(&pool)
     .await
     .map_err(from_sqlx);
-    let mut updated: HashMap<Uuid, RawJob> = match rows {
-        Ok(rows) => rows.into_iter().map(|r| (r.id, r)).collect(),
-        Err(e) => return batch.iter().map(|_| Err(e.clone())).collect(),
-    };
-    let mut out = Vec::with_capacity(batch.len());
-    for s in &batch {
-        // A row answers the first request for its id and attempt; a duplicate is explained.
-        let matches = updated
-            .get(&s.id.0)
-            .is_some_and(|r| r.attempt == db_int(s.attempt));
-        let row = if matches {
-            updated.remove(&s.id.0)
-        } else {
-            None
-        };
-        out.push(match row {
-            Some(row) => Job::try_from(row),
-            None => match fetch(&pool, &s.tenant, s.id).await {
-                Ok(current) => Err(explain_miss(s.id, current, Op::Complete, s.attempt)),
-                Err(e) => Err(e),
-            },
-        });
-    }
-    out
+    success_batch::answer(&batch, rows, &pool).await
 }
 
 /// The first fair tag for `tenant`'s next jobs in (pool, priority): level with the head of the

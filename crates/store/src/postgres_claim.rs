@@ -1,26 +1,15 @@
-//! Claims on PostgreSQL, group-committed: claims that arrive while earlier ones run are gathered
-//! and, per (tenant, pool, labels), served by one `FOR UPDATE SKIP LOCKED` statement. The jobs it
-//! takes, in claim order, are dealt round-robin to the claimants' slots, so each claimant gets
-//! its share of the head of the queue and its own agent, lease and holder on every job.
-
-use std::collections::HashMap;
+//! Claims on PostgreSQL: each (tenant, pool, labels) group of a claim batch
+//! ([`crate::claim_batch`]) is served by one `FOR UPDATE SKIP LOCKED` statement, which gives each
+//! job its slot's agent, lease and holder.
 
 use sqlx::postgres::PgPool;
-use switchyard_types::{ClaimRequest, Error, Job, Labels, Result, TenantId};
+use switchyard_types::{ClaimRequest, Job, Labels, Result, TenantId};
 use uuid::Uuid;
 
+use crate::claim_batch::{ClaimGroup, deal, hand_out};
 use crate::error::from_sqlx;
 use crate::limits::{Candidate, Running, lock_names};
-use crate::rows::{RawJob, into_jobs, millis};
-
-/// One claim waiting for its batch.
-#[derive(Debug)]
-pub(crate) struct PendingClaim {
-    /// The tenant to claim from (`None`: any).
-    pub(crate) tenant: Option<TenantId>,
-    /// What to claim, for whom.
-    pub(crate) req: ClaimRequest,
-}
+use crate::rows::{RawJob, millis};
 
 /// Sets a claimed job's columns, given the expressions of the agent, of the lease in
 /// milliseconds and of the holding agent's registry id.
@@ -105,120 +94,53 @@ struct ChosenRow {
     slot: i64,
 }
 
-/// Serves a batch of claims: one answer per claim, in order.
-pub(crate) async fn claim_batch(pool: PgPool, batch: Vec<PendingClaim>) -> Vec<Result<Vec<Job>>> {
-    let mut groups: HashMap<(Option<&TenantId>, &str, &Labels), Vec<usize>> = HashMap::new();
-    for (i, c) in batch.iter().enumerate() {
-        groups
-            .entry((c.tenant.as_ref(), c.req.pool.as_str(), &c.req.labels))
-            .or_default()
-            .push(i);
-    }
-    let groups: Vec<_> = groups.into_iter().collect();
-    // Groups (pools) run side by side: one waiting on a running limit's lock delays no other.
-    let claimed =
-        futures::future::join_all(groups.iter().map(|((tenant, name, labels), members)| {
-            let claims: Vec<&ClaimRequest> = members.iter().map(|&i| &batch[i].req).collect();
-            let pool = &pool;
-            async move { claim_group(pool, *tenant, name, labels, &claims).await }
-        }))
-        .await;
-    let mut answers: Vec<Option<Result<Vec<Job>>>> = batch.iter().map(|_| None).collect();
-    for ((_, members), claimed) in groups.into_iter().zip(claimed) {
-        match claimed {
-            Ok(jobs) => {
-                for (i, jobs) in members.into_iter().zip(jobs) {
-                    answers[i] = Some(jobs);
-                }
-            }
-            Err(e) => {
-                for i in members {
-                    answers[i] = Some(Err(e.clone()));
-                }
+impl ClaimGroup for PgPool {
+    /// One [`CLAIM`] statement for the group; jobs under running limits then go through
+    /// [`claim_limited`] for the slots left over.
+    async fn claim_group(
+        &self,
+        tenant: Option<&TenantId>,
+        name: &str,
+        labels: &Labels,
+        claims: &[&ClaimRequest],
+    ) -> Result<Vec<Result<Vec<Job>>>> {
+        let pool = self;
+        let slots = deal(claims);
+        let agents: Vec<&str> = slots.iter().map(|&c| claims[c].agent_id.as_str()).collect();
+        let leases: Vec<i64> = slots.iter().map(|&c| millis(claims[c].lease)).collect();
+        let holders: Vec<Option<Uuid>> = slots.iter().map(|&c| claims[c].holder).collect();
+        let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
+            .bind(name)
+            .bind(tenant.map(TenantId::as_str))
+            .bind(serde_json::json!(labels))
+            .bind(i64::try_from(slots.len()).unwrap_or(i64::MAX))
+            .bind(&agents)
+            .bind(&leases)
+            .bind(&holders)
+            .fetch_all(pool)
+            .await
+            .map_err(from_sqlx)?;
+        let mut claimed = Vec::new();
+        let mut deferred = Vec::new();
+        for row in rows {
+            match row.slot {
+                Some(slot) if !row.deferred => claimed.push((slot, row.job)),
+                _ => deferred.push(row),
             }
         }
-    }
-    answers
-        .into_iter()
-        .map(|a| a.unwrap_or_else(|| Err(Error::internal("a claim was left out of its batch"))))
-        .collect()
-}
-
-/// Claims for every claim of one (tenant, pool, labels) group at once; the jobs of each claim,
-/// in claim order.
-async fn claim_group(
-    pool: &PgPool,
-    tenant: Option<&TenantId>,
-    name: &str,
-    labels: &Labels,
-    claims: &[&ClaimRequest],
-) -> Result<Vec<Result<Vec<Job>>>> {
-    let slots = deal(claims);
-    let agents: Vec<&str> = slots.iter().map(|&c| claims[c].agent_id.as_str()).collect();
-    let leases: Vec<i64> = slots.iter().map(|&c| millis(claims[c].lease)).collect();
-    let holders: Vec<Option<Uuid>> = slots.iter().map(|&c| claims[c].holder).collect();
-    let rows: Vec<ClaimRow> = sqlx::query_as(CLAIM)
-        .bind(name)
-        .bind(tenant.map(TenantId::as_str))
-        .bind(serde_json::json!(labels))
-        .bind(i64::try_from(slots.len()).unwrap_or(i64::MAX))
-        .bind(&agents)
-        .bind(&leases)
-        .bind(&holders)
-        .fetch_all(pool)
-        .await
-        .map_err(from_sqlx)?;
-    let mut taken: Vec<Vec<RawJob>> = claims.iter().map(|_| Vec::new()).collect();
-    let mut deferred = Vec::new();
-    let mut used = 0;
-    for row in rows {
-        match row.slot {
-            Some(slot) if !row.deferred => {
-                used += 1;
-                taken[slot_owner(&slots, slot)?].push(row.job);
-            }
-            _ => deferred.push(row),
+        // Slots are filled in order, so the unfilled ones are those after the claimed jobs.
+        let rest: Vec<(i64, usize)> = slots
+            .iter()
+            .enumerate()
+            .skip(claimed.len())
+            .map(|(i, &c)| (i64::try_from(i + 1).unwrap_or(i64::MAX), c))
+            .collect();
+        if !deferred.is_empty() && !rest.is_empty() {
+            let limited = claim_limited(pool, deferred, &rest, claims).await?;
+            claimed.extend(limited.into_iter().map(|row| (row.slot, row.job)));
         }
+        hand_out(&slots, claims.len(), claimed)
     }
-    // Slots are filled in order, so the unfilled ones are those after the claimed jobs.
-    let rest: Vec<(i64, usize)> = slots
-        .iter()
-        .enumerate()
-        .skip(used)
-        .map(|(i, &c)| (i64::try_from(i + 1).unwrap_or(i64::MAX), c))
-        .collect();
-    if !deferred.is_empty() && !rest.is_empty() {
-        for row in claim_limited(pool, deferred, &rest, claims).await? {
-            taken[slot_owner(&slots, row.slot)?].push(row.job);
-        }
-    }
-    Ok(taken
-        .into_iter()
-        .map(|jobs| into_jobs(jobs, true))
-        .collect())
-}
-
-/// The slots of a batch: for each, the index of the claim it belongs to, dealt round-robin so
-/// the first jobs of the queue are shared among the claims.
-fn deal(claims: &[&ClaimRequest]) -> Vec<usize> {
-    let rounds = claims.iter().map(|c| c.max_jobs).max().unwrap_or(0);
-    (0..rounds)
-        .flat_map(|round| {
-            claims
-                .iter()
-                .enumerate()
-                .filter(move |(_, c)| c.max_jobs > round)
-                .map(|(i, _)| i)
-        })
-        .collect()
-}
-
-/// The claim owning 1-based `slot`.
-fn slot_owner(slots: &[usize], slot: i64) -> Result<usize> {
-    usize::try_from(slot - 1)
-        .ok()
-        .and_then(|i| slots.get(i).copied())
-        .ok_or_else(|| Error::internal(format!("a claim returned unknown slot {slot}")))
 }
 
 /// Claims the candidates a running limit applies to, for the `free` slots (number, claim):
@@ -288,31 +210,4 @@ async fn claim_limited(
         .map_err(from_sqlx)?;
     tx.commit().await.map_err(from_sqlx)?;
     Ok(rows)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn claim(max_jobs: u32) -> ClaimRequest {
-        ClaimRequest {
-            agent_id: "a".into(),
-            pool: "p".into(),
-            labels: Labels::new(),
-            max_jobs,
-            lease: Duration::from_secs(30),
-            holder: None,
-        }
-    }
-
-    #[test]
-    fn slots_are_dealt_round_robin() {
-        let (a, b, c) = (claim(3), claim(1), claim(2));
-        assert_eq!(deal(&[&a, &b, &c]), [0, 1, 2, 0, 2, 0]);
-        assert_eq!(slot_owner(&[0, 1, 2, 0, 2, 0], 5).ok(), Some(2));
-        assert!(slot_owner(&[0, 1], 3).is_err());
-        assert!(slot_owner(&[0, 1], 0).is_err());
-    }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,9 +20,11 @@ use switchyard_types::{
 };
 use uuid::Uuid;
 
+use crate::batch::Batcher;
+use crate::claim_batch::{PendingClaim, claim_batch};
 use crate::error::{from_migrate, from_sqlx};
-use crate::limits::{Candidate, Running};
 use crate::rows::{Op, RawJob, db_int, explain_miss, failure_rate, into_jobs, millis};
+use crate::success_batch::{self, ReadJob, Success};
 use crate::{MigrationStatus, QueueStore};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -31,7 +34,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 pub struct SqliteStore {
     /// The one connection (shared with the identity store in `sqlite_identity`).
     pub(crate) pool: SqlitePool,
+    /// Successful completions, group-committed (the hot path of every finished job).
+    successes: Arc<Batcher<Success, Job>>,
+    /// Claims, group-committed (see [`crate::claim_batch`] and `sqlite_claim`).
+    claims: Arc<Batcher<PendingClaim, Vec<Job>>>,
 }
+
+/// Completions per statement.
+const BATCH_MAX: usize = 512;
+/// Claims per batch (each of up to 100 jobs).
+const CLAIMS_MAX: usize = 64;
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`, e.g. `sqlite://./.switchyard/db.sqlite`,
@@ -57,18 +69,25 @@ impl SqliteStore {
         if migrate {
             MIGRATOR.run(&pool).await.map_err(from_migrate)?;
         }
-        Ok(SqliteStore { pool })
+        // One connection: one batch of each kind at a time.
+        let batch_pool = pool.clone();
+        let successes = Batcher::spawn(BATCH_MAX, 1, move |batch| {
+            complete_successes(batch_pool.clone(), batch)
+        });
+        let batch_pool = pool.clone();
+        let claims = Batcher::spawn(CLAIMS_MAX, 1, move |batch| {
+            let pool = batch_pool.clone();
+            async move { claim_batch(&pool, batch).await }
+        });
+        Ok(SqliteStore {
+            pool,
+            successes: Arc::new(successes),
+            claims: Arc::new(claims),
+        })
     }
 
     pub(crate) async fn fetch(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
-        sqlx::query_as::<_, SqliteJob>("SELECT * FROM jobs_read WHERE id = ? AND tenant_id = ?")
-            .bind(id.to_string())
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(from_sqlx)?
-            .map(|r| Job::try_from(RawJob::try_from(r)?))
-            .transpose()
+        self.pool.read_job(tenant, id).await
     }
 
     async fn update_one(
@@ -86,12 +105,59 @@ impl SqliteStore {
     }
 }
 
+impl ReadJob for SqlitePool {
+    async fn read_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>> {
+        sqlx::query_as::<_, SqliteJob>("SELECT * FROM jobs_read WHERE id = ? AND tenant_id = ?")
+            .bind(id.to_string())
+            .bind(tenant.as_str())
+            .fetch_optional(self)
+            .await
+            .map_err(from_sqlx)?
+            .map(|r| Job::try_from(RawJob::try_from(r)?))
+            .transpose()
+    }
+}
+
+/// Completes a batch of successes in one conditional `UPDATE … FROM json_each(…)`; a request
+/// whose row did not match (stale attempt, wrong state, unknown) is explained one by one.
+async fn complete_successes(pool: SqlitePool, batch: Vec<Success>) -> Vec<Result<Job>> {
+    let requests: Vec<serde_json::Value> = success_batch::distinct(&batch)
+        .into_iter()
+        .map(|s| {
+            serde_json::json!([
+                s.id.to_string(),
+                s.tenant.as_str(),
+                s.attempt,
+                s.exit_code,
+                s.result.as_ref().map(to_json),
+            ])
+        })
+        .collect();
+    let rows: Result<Vec<RawJob>> = sqlx::query_as::<_, SqliteJob>(
+        "UPDATE jobs SET state = 3, finished_at = ?1, exit_code = u.exit_code, result = u.result,
+             lease_expires_at = NULL, updated_at = ?1
+         FROM (SELECT value ->> 0 AS id, value ->> 1 AS tenant_id, value ->> 2 AS attempt,
+                      value ->> 3 AS exit_code, value ->> 4 AS result
+               FROM json_each(?2)) AS u
+         WHERE jobs.id = u.id AND jobs.tenant_id = u.tenant_id AND jobs.attempt = u.attempt
+           AND jobs.state IN (1, 2)
+         RETURNING *",
+    )
+    .bind(now_ms())
+    .bind(serde_json::Value::Array(requests).to_string())
+    .fetch_all(&pool)
+    .await
+    .map_err(from_sqlx)
+    .and_then(|rows| rows.into_iter().map(RawJob::try_from).collect());
+    success_batch::answer(&batch, rows, &pool).await
+}
+
 /// Now, as stored: integer milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-fn to_json(v: &impl serde::Serialize) -> String {
+pub(crate) fn to_json(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
 }
 
@@ -102,7 +168,7 @@ fn failure_entry(attempt: u32, error: &str, now: i64) -> String {
 
 /// A job row as SQLite stores it; converted to [`RawJob`].
 #[derive(sqlx::FromRow)]
-struct SqliteJob {
+pub(crate) struct SqliteJob {
     seq: i64,
     id: String,
     tenant_id: String,
@@ -201,11 +267,6 @@ const BASE_TAG: &str = "
              WHERE pool = ?1 AND priority = ?2 AND tenant_id = ?3),
             0))";
 
-/// Whether every label of the job (`jobs.labels`) is carried, equal, by the agent (`?N`).
-const LABELS_CARRIED: &str = "NOT EXISTS (SELECT 1 FROM json_each(j.labels) lbl
-    WHERE json_extract(?5, '$.\"' || lbl.key || '\"') IS NOT lbl.value)";
-const UNDER_LIMITS: &str = under_limits!();
-
 /// Inserts jobs within the caller's transaction (see [`QueueStore::enqueue`]).
 pub(crate) async fn enqueue_in(tx: &mut SqliteConnection, jobs: &[NewJob]) -> Result<Vec<Job>> {
     let now = now_ms();
@@ -302,80 +363,12 @@ impl QueueStore for SqliteStore {
     }
 
     async fn claim(&self, tenant: Option<&TenantId>, req: &ClaimRequest) -> Result<Vec<Job>> {
-        let now = now_ms();
-        // One transaction on the one connection: counting and claiming cannot interleave.
-        let mut tx = self.pool.begin().await.map_err(from_sqlx)?;
-        let sql = format!(
-            "SELECT j.id, j.tenant_id, j.concurrency_key, j.concurrency_limit, l.max_running
-             FROM jobs j LEFT JOIN tenant_limits l ON l.tenant_id = j.tenant_id
-             WHERE j.state = 0 AND j.pool = ?1 AND j.run_at <= ?2
-               AND (?3 IS NULL OR j.tenant_id = ?3) AND {LABELS_CARRIED} AND {UNDER_LIMITS}
-             ORDER BY j.priority DESC, j.fair_tag, j.seq
-             LIMIT ?4"
-        );
-        let rows: Vec<(String, String, Option<String>, i64, Option<i64>)> =
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(&req.pool)
-                .bind(now)
-                .bind(tenant.map(TenantId::as_str))
-                .bind(i64::from(req.max_jobs) * 4)
-                .bind(to_json(&req.labels))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-        let candidates = rows
-            .into_iter()
-            .map(
-                |(id, tenant_id, concurrency_key, concurrency_limit, max_running)| {
-                    Ok(Candidate {
-                        id: Uuid::parse_str(&id).map_err(|_| Error::internal("corrupt job id"))?,
-                        tenant_id,
-                        concurrency_key,
-                        concurrency_limit,
-                        max_running,
-                    })
-                },
-            )
-            .collect::<Result<Vec<_>>>()?;
-        let mut running = Running::default();
-        if candidates.iter().any(Candidate::is_constrained) {
-            let counts: Vec<(String, Option<String>, i64)> = sqlx::query_as(
-                "SELECT tenant_id, concurrency_key, count(*) FROM jobs
-                 WHERE state IN (1, 2) AND tenant_id IN (SELECT value FROM json_each(?1))
-                 GROUP BY tenant_id, concurrency_key",
-            )
-            .bind(to_json(
-                &candidates.iter().map(|c| &c.tenant_id).collect::<Vec<_>>(),
-            ))
-            .fetch_all(&mut *tx)
+        self.claims
+            .submit(PendingClaim {
+                tenant: tenant.cloned(),
+                req: req.clone(),
+            })
             .await
-            .map_err(from_sqlx)?;
-            for (tenant, key, n) in &counts {
-                running.add(tenant, key.as_deref(), *n);
-            }
-        }
-        let chosen: Vec<String> = running
-            .choose(&candidates, req.max_jobs as usize)
-            .iter()
-            .map(Uuid::to_string)
-            .collect();
-        let rows: Vec<SqliteJob> = sqlx::query_as(
-            "UPDATE jobs SET state = 1, attempt = attempt + 1, claimed_by = ?1, claimed_at = ?2,
-                 lease_expires_at = ?2 + ?3, holder_agent = ?5, started_at = NULL,
-                 updated_at = ?2
-             WHERE id IN (SELECT value FROM json_each(?4))
-             RETURNING *",
-        )
-        .bind(&req.agent_id)
-        .bind(now)
-        .bind(millis(req.lease))
-        .bind(to_json(&chosen))
-        .bind(req.holder.map(|h| h.to_string()))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(from_sqlx)?;
-        tx.commit().await.map_err(from_sqlx)?;
-        convert(rows, true)
     }
 
     async fn start(
@@ -459,18 +452,16 @@ impl QueueStore for SqliteStore {
     ) -> Result<Job> {
         let now = now_ms();
         let q = match outcome {
-            Outcome::Succeeded { exit_code, result } => sqlx::query_as(
-                "UPDATE jobs SET state = 3, finished_at = ?4, exit_code = ?5, result = ?6,
-                     lease_expires_at = NULL, updated_at = ?4
-                 WHERE id = ?1 AND tenant_id = ?2 AND attempt = ?3 AND state IN (1, 2)
-                 RETURNING *",
-            )
-            .bind(id.to_string())
-            .bind(tenant.as_str())
-            .bind(db_int(attempt))
-            .bind(now)
-            .bind(*exit_code)
-            .bind(result.as_ref().map(to_json)),
+            Outcome::Succeeded { exit_code, result } => {
+                let success = Success {
+                    tenant: tenant.clone(),
+                    id,
+                    attempt,
+                    exit_code: *exit_code,
+                    result: result.clone(),
+                };
+                return self.successes.submit(success).await;
+            }
             Outcome::Failed { exit_code, error } => sqlx::query_as(
                 "UPDATE jobs SET
                      state = CASE WHEN attempt >= attempt_limit THEN 4 ELSE 0 END,

@@ -136,68 +136,6 @@ async fn three_reapers_over_a_thousand_expired_leases_requeue_each_once() {
     }
 }
 
-/// Concurrent completions are group-committed; each caller still gets its own answer: the first
-/// completion of an attempt succeeds, a duplicate or a stale attempt in the same batch conflicts.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_completions_each_get_their_own_answer() {
-    use switchyard_types::{ErrorKind, Outcome};
-    let store = store().await;
-    fill(&store, 1000).await;
-    let claimed = store.claim(None, &claim_req("build", 1000)).await.unwrap();
-    assert_eq!(claimed.len(), 1000);
-    let ok = Outcome::Succeeded {
-        exit_code: Some(0),
-        result: Some(serde_json::json!({"n": 1})),
-    };
-    let mut tasks = Vec::new();
-    for (i, job) in claimed.iter().enumerate() {
-        // Every job once with its attempt; every 10th also with a stale attempt and a duplicate.
-        let mut calls = vec![(job.attempt, true)];
-        if i % 10 == 0 {
-            calls.push((job.attempt + 1, false));
-            calls.push((job.attempt, false));
-        }
-        for (attempt, first) in calls {
-            let (store, ok, tenant, id) = (store.clone(), ok.clone(), job.tenant.clone(), job.id);
-            tasks.push(tokio::spawn(async move {
-                (
-                    first,
-                    id,
-                    store
-                        .complete(&tenant, id, attempt, &ok, Duration::ZERO)
-                        .await,
-                )
-            }));
-        }
-    }
-    let (mut succeeded, mut conflicts) = (HashMap::new(), 0);
-    for t in tasks {
-        let (_, id, result) = t.await.unwrap();
-        match result {
-            Ok(job) => {
-                assert_eq!(job.state, JobState::Completed);
-                *succeeded.entry(id).or_insert(0) += 1;
-            }
-            Err(e) => {
-                assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
-                conflicts += 1;
-            }
-        }
-    }
-    assert_eq!(succeeded.len(), 1000, "every job completed");
-    assert!(
-        succeeded.values().all(|n| *n == 1),
-        "no attempt completed twice"
-    );
-    assert_eq!(conflicts, 200, "100 stale + 100 duplicate calls conflict");
-    let done: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 3 AND result IS NOT NULL")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-    assert_eq!(done, 1000);
-}
-
 /// Eight claimers racing over keyed jobs and a capped tenant never exceed either limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_claimers_never_exceed_running_limits() {
