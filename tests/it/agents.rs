@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Db, Server, binary, client_with, send};
+use crate::support::{Db, Server, binary, client_with, eventually, send};
 
 /// Short stream timings, so lease expiries happen within a test.
 const TIMINGS: [(&str, &str); 2] = [
@@ -145,15 +145,11 @@ pub(crate) async fn wait_for(
     limit: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
+    eventually(&format!("job {id}"), limit, async || {
         let j = job(s, id).await;
-        if done(&j) {
-            return j;
-        }
-        assert!(Instant::now() < deadline, "job {id} after {limit:?}: {j}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if done(&j) { Ok(j) } else { Err(j) }
+    })
+    .await
 }
 
 pub(crate) fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
@@ -301,14 +297,7 @@ async fn a_frozen_agents_late_reports_are_refused_and_it_stops_its_copy() {
     frozen.signal("CONT");
     // The thawed agent finds its lease gone and kills its copy: the first attempt's shell dies.
     let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while alive(&pid) {
-        assert!(
-            Instant::now() < deadline,
-            "the stale copy (pid {pid}) still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    gone(&pid, "the stale copy", Duration::from_secs(15)).await;
     // Whatever it reported late changed nothing: the newer attempt's result stands, and no
     // output of the stale copy was stored after its lease was lost.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -354,14 +343,7 @@ async fn cancelling_a_running_job_stops_it_on_its_agent_at_once() {
         (200, &json!("CANCELLED")),
         "{body}"
     );
-    let cancelled = Instant::now();
-    while alive(&pid) {
-        assert!(
-            cancelled.elapsed() < Duration::from_secs(3),
-            "the job (pid {pid}) still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gone(&pid, "the cancelled job", Duration::from_secs(3)).await;
 }
 
 #[tokio::test]
@@ -383,25 +365,22 @@ async fn a_cancel_no_event_announced_reaches_the_agent_at_its_next_heartbeat() {
     let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
     let (status, body, _) = send(a.client.delete(a.url(&format!("/api/queue/jobs/{id}")))).await;
     assert_eq!(status, 200, "{body}");
-    let cancelled = Instant::now();
-    while alive(&pid) {
-        // One heartbeat interval (1 s), plus the check and the kill.
-        assert!(
-            cancelled.elapsed() < Duration::from_secs(4),
-            "the job (pid {pid}) still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // One heartbeat interval (1 s), plus the check and the kill.
+    gone(&pid, "the cancelled job", Duration::from_secs(4)).await;
 }
 
-/// Whether process `pid` exists.
-fn alive(pid: &str) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", pid])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap()
-        .success()
+/// Waits until process `pid` (`what`) has ended, for at most `limit`.
+async fn gone(pid: &str, what: &str, limit: Duration) {
+    eventually(&format!("{what} (pid {pid}) ended"), limit, async || {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", pid])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if alive { Err("still running") } else { Ok(()) }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -472,22 +451,19 @@ async fn sigterm_of_a_replica_moves_its_agent_to_another_with_the_job_lease_inta
 
 /// Waits until agent `name` is registered and connected.
 async fn wait_for_agent(s: &Server, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, body, _) = send(s.client.get(s.url("/api/agents"))).await;
-        let connected = body["data"].as_array().is_some_and(|all| {
-            all.iter()
-                .any(|a| a["name"] == name && a["status"] == "HEALTHY")
-        });
-        if connected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agent {name} never connected: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        &format!("agent {name} connected"),
+        Duration::from_secs(15),
+        async || {
+            let (_, body, _) = send(s.client.get(s.url("/api/agents"))).await;
+            let connected = body["data"].as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|a| a["name"] == name && a["status"] == "HEALTHY")
+            });
+            if connected { Ok(()) } else { Err(body) }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

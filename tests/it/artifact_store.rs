@@ -11,7 +11,7 @@ use crate::ingest::{
     assert_nothing_stored, chunks, content, counter, file, files_under, form, ingest_client,
     server, sha256_hex, start, upload_rest,
 };
-use crate::support::{Server, send, temp_path};
+use crate::support::{Server, eventually, send, temp_path};
 
 /// The keys and sizes in `bucket` under `prefix` (S3's ListObjectsV2, read off its XML).
 async fn objects(bucket: &str, prefix: &str) -> Vec<(String, u64)> {
@@ -136,15 +136,14 @@ async fn two_replicas_sweep_orphans_once_and_keep_recorded_and_young_content() {
     plant(&staging, &content(7_000, 3), Duration::from_secs(3600));
     plant(&young, &content(5_000, 4), Duration::ZERO);
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while orphan.exists() || staging.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "orphans left: {:?}",
-            files_under(&dir)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("orphans swept", Duration::from_secs(20), async || {
+        if orphan.exists() || staging.exists() {
+            Err(format!("{:?}", files_under(&dir)))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     assert!(!month.exists(), "the emptied month directory goes too");
     assert!(
         young.exists(),

@@ -4,13 +4,13 @@
 //! deployment's outcome.
 
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchyard_proto::v1::DeploymentState as St;
 
 use crate::agents::{Agent, agent_key, workdir};
 use crate::deployments::{POOL, deploys, environments, get, wait_state};
-use crate::support::{self, Db, Server, send};
+use crate::support::{self, Db, Server, eventually, send};
 
 /// Runs `switchyard deploy <args>` against `s` as the administrator; at most 30 s.
 fn deploy(s: &Server, args: &[&str]) -> Output {
@@ -153,14 +153,19 @@ async fn deploy_cli_creates_promotes_with_dry_runs_shows_and_watches() {
     wait_state(&mut c, &id, St::Guarding, Duration::from_secs(20)).await;
 
     // Status of one: its fields and, once the guard has judged, its evaluations.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let out = loop {
-        let out = ok(&s, &["status", &id]);
-        if out.contains("failure_rate") || Instant::now() > deadline {
-            break out;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let out = eventually(
+        "an evaluation in the status",
+        Duration::from_secs(10),
+        async || {
+            let out = ok(&s, &["status", &id]);
+            if out.contains("failure_rate") {
+                Ok(out)
+            } else {
+                Err(out)
+            }
+        },
+    )
+    .await;
     for want in [
         format!("deployment {id} checkout@1.2.3 GUARDING"),
         "staging -> production".to_owned(),

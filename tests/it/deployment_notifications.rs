@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac as _};
@@ -20,7 +20,7 @@ use switchyard_proto::v1 as pb;
 
 use crate::agents::{Agent, agent_key, workdir};
 use crate::deployments::{Client, POOL, create, environments, guard, promote, stage, wait_state};
-use crate::support::{Db, Server, send};
+use crate::support::{Db, Server, eventually, send};
 
 /// The secret the test's webhook signs with.
 const SECRET: &str = "it-webhook-secret-0123456789";
@@ -94,19 +94,22 @@ impl Receiver {
 
     /// Waits (at most 15 s) until `until` holds over what was received.
     async fn wait(&self, what: &str, until: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let got = self.got();
-            if until(&got) {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the receiver never got {what}: {:?}",
-                got.iter().map(Received::json).collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually(
+            &format!("the receiver got {what}"),
+            Duration::from_secs(15),
+            async || {
+                let got = self.got();
+                if until(&got) {
+                    Ok(got)
+                } else {
+                    Err(format!(
+                        "{:?}",
+                        got.iter().map(Received::json).collect::<Vec<_>>()
+                    ))
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -197,15 +200,15 @@ async fn every_state_change_reaches_the_outbox_then_a_signed_retried_webhook() {
     let first = create(&mut c, "notify-outbox", "1.0.0", guard(600, 0)).await;
     stage(&mut c, &first).await;
     wait_state(&mut c, &first, S::Staged, Duration::from_secs(20)).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let files = loop {
+    let files = eventually("three outbox files", Duration::from_secs(15), async || {
         let (files, _) = outbox(&outbox_dir);
         if files.len() >= 3 {
-            break files;
+            Ok(files)
+        } else {
+            Err(format!("{files:?}"))
         }
-        assert!(Instant::now() < deadline, "outbox files: {files:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     let states: Vec<_> = files
         .iter()
         .map(|(_, b)| b["event"]["state"].clone())

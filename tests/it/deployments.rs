@@ -21,7 +21,7 @@ use switchyard_proto::v1::deployment_service_client::DeploymentServiceClient;
 use tonic::Code;
 
 use crate::agents::{Agent, agent_key, wait_for, workdir};
-use crate::support::{AuthedChannel, Db, Server, send};
+use crate::support::{AuthedChannel, Db, Server, eventually, send};
 
 pub(crate) type Client = DeploymentServiceClient<AuthedChannel>;
 
@@ -111,18 +111,15 @@ pub(crate) async fn wait_state(
     state: pb::DeploymentState,
     limit: Duration,
 ) -> pb::Deployment {
-    let deadline = Instant::now() + limit;
-    loop {
+    eventually(&format!("deployment {id} {state:?}"), limit, async || {
         let d = get(c, id).await;
         if d.state == state as i32 {
-            return d;
+            Ok(d)
+        } else {
+            Err(format!("{d:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "deployment {id} is not {state:?} after {limit:?}: {d:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 pub(crate) async fn stage(c: &mut Client, id: &str) {
@@ -350,8 +347,8 @@ async fn a_failing_gate_rolls_production_back_to_the_previous_version() {
     // Prometheus text at /metrics, without credentials; the gauge of deployments by state
     // catches up within its refresh interval.
     let rolled_back = "switchyard_deployments{state=\"ROLLED_BACK\"} 1\n";
-    let deadline = Instant::now() + switchyard_core::GAUGE_EVERY + Duration::from_secs(5);
-    let metrics = loop {
+    let limit = switchyard_core::GAUGE_EVERY + Duration::from_secs(5);
+    let metrics = eventually("the rolled-back gauge", limit, async || {
         let metrics = s
             .anon
             .get(s.url("/metrics"))
@@ -361,12 +358,13 @@ async fn a_failing_gate_rolls_production_back_to_the_previous_version() {
             .text()
             .await
             .unwrap();
-        if metrics.contains(rolled_back) || Instant::now() > deadline {
-            break metrics;
+        if metrics.contains(rolled_back) {
+            Ok(metrics)
+        } else {
+            Err(metrics)
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    assert!(metrics.contains(rolled_back), "{metrics}");
+    })
+    .await;
     assert!(
         metrics.contains("switchyard_deployments{state=\"SUCCEEDED\"} 1\n"),
         "{metrics}"
@@ -386,15 +384,15 @@ async fn without_data_the_guard_holds_inconclusive_and_neither_passes_nor_rolls_
     let (_s, _agent, _dir, mut c) = setup(Db::Sqlite).await;
     let id = deploy(&mut c, "search", "1.0.0", guard(2, 5)).await;
     // Well past the 2 s window.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let evals = loop {
+    let evals = eventually("four evaluations", Duration::from_secs(20), async || {
         let evals = evaluations(&mut c, &id).await;
         if evals.len() >= 4 {
-            break evals;
+            Ok(evals)
+        } else {
+            Err(format!("{evals:?}"))
         }
-        assert!(Instant::now() < deadline, "too few evaluations: {evals:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert!(
         evals
             .iter()
@@ -662,11 +660,15 @@ async fn a_replica_killed_during_the_guard_leaves_the_other_to_roll_back_exactly
     .await;
     let second = deploy(&mut c, "orders", "2.0.0", guard(600, 4)).await;
     // Both replicas guard it for a while (each interval evaluated once), then A dies.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while evaluations(&mut c, &second).await.len() < 3 {
-        assert!(Instant::now() < deadline, "no evaluations");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("three evaluations", Duration::from_secs(20), async || {
+        let evals = evaluations(&mut c, &second).await;
+        if evals.len() >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{evals:?}"))
+        }
+    })
+    .await;
     a.kill9();
     tagged_jobs(&b, "orders", "2.0.0", "exit 1", 4).await;
     wait_state(

@@ -5,7 +5,7 @@
 //! nothing behind: no artifact, no job, no file in the artifact store.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use switchyard_proto::v1::ingest_service_client::IngestServiceClient;
 use tokio::io::AsyncWriteExt as _;
 use tonic::Code;
 
-use crate::support::{Db, Server, client_with, send, temp_path};
+use crate::support::{Db, Server, client_with, eventually, send, temp_path};
 
 /// Deterministic, incompressible-looking bytes.
 pub(crate) fn content(len: usize, seed: u8) -> Vec<u8> {
@@ -85,18 +85,15 @@ pub(crate) async fn assert_nothing_stored(s: &Server, dir: &Path) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"], json!([]), "no job: {body}");
     // Abandoned content is removed right after the refusal, on a background task at worst.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    eventually("the store emptied", Duration::from_secs(5), async || {
         let left = files_under(dir);
         if left.is_empty() {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "files left in the store: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -381,11 +378,18 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
     socket.write_all(&content(450_000, 9)).await.unwrap();
     socket.flush().await.unwrap();
     // Cut once the server is writing the file (its partial content is in the store).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while files_under(&dir).is_empty() {
-        assert!(Instant::now() < deadline, "the server never began the file");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the server began the file",
+        Duration::from_secs(10),
+        async || {
+            if files_under(&dir).is_empty() {
+                Err("no file")
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
     drop(socket);
     assert_nothing_stored(&s, &dir).await;
 
@@ -438,11 +442,19 @@ async fn a_grpc_stream_cut_mid_upload_stores_nothing() {
         tx.send(m).await.unwrap();
     }
     // The first file is complete on the server and the second part-way: cut the connection.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while files_under(&dir).len() < 2 {
-        assert!(Instant::now() < deadline, "the server never got the files");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the server got both files",
+        Duration::from_secs(10),
+        async || {
+            let files = files_under(&dir);
+            if files.len() >= 2 {
+                Ok(())
+            } else {
+                Err(format!("{files:?}"))
+            }
+        },
+    )
+    .await;
     cut.abort();
     assert!(call.await.unwrap().is_err(), "the cut call fails");
     assert_nothing_stored(&s, &dir).await;
@@ -484,18 +496,22 @@ async fn two_replicas_sweep_each_expired_artifact_exactly_once() {
     assert_eq!(files_under(&dir).len(), 5);
 
     // Both replicas sweep every second; after the 2 s retention every artifact is EXPIRED.
-    let deadline = Instant::now() + Duration::from_secs(20);
     for id in &ids {
-        loop {
-            let (_, got, _) =
-                send(b.client.get(b.url(&format!("/api/ingest/artifacts/{id}")))).await;
-            if got["data"]["state"] == "EXPIRED" {
-                assert!(got["data"]["expired_at"].is_string(), "{got}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "{id} never expired: {got}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let got = eventually(
+            &format!("{id} expired"),
+            Duration::from_secs(20),
+            async || {
+                let (_, got, _) =
+                    send(b.client.get(b.url(&format!("/api/ingest/artifacts/{id}")))).await;
+                if got["data"]["state"] == "EXPIRED" {
+                    Ok(got)
+                } else {
+                    Err(got)
+                }
+            },
+        )
+        .await;
+        assert!(got["data"]["expired_at"].is_string(), "{got}");
     }
     assert!(files_under(&dir).is_empty(), "{:?}", files_under(&dir));
     let (status, body, _) = send(

@@ -17,7 +17,7 @@ use tonic::Code;
 
 use crate::agents::{Agent, agent_key, workdir};
 use crate::ingest::{content, files_under, form, ingest_client, server, sha256_hex, upload_rest};
-use crate::support::{Server, send};
+use crate::support::{Server, eventually, send};
 
 /// What the agent's side of the connection may read per second through [`slow_proxy`].
 const AGENT_BYTES_PER_SECOND: usize = 2 << 20;
@@ -67,18 +67,15 @@ async fn rest_status(s: &Server, job: &str) -> Value {
 
 /// Polls the upload's status until it is final (`COMPLETED` or `FAILED`), for at most `limit`.
 async fn final_status(s: &Server, job: &str, limit: Duration) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
+    eventually(&format!("upload {job} final"), limit, async || {
         let status = rest_status(s, job).await;
         if status["state"] == "COMPLETED" || status["state"] == "FAILED" {
-            return status;
+            Ok(status)
+        } else {
+            Err(status)
         }
-        assert!(
-            Instant::now() < deadline,
-            "not final in {limit:?}: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// Whether a status is `PROCESSING` with 0 < progress <= 100.

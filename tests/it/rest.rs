@@ -149,15 +149,9 @@ async fn ready_reports_each_dependency() {
     )
     .await;
     // Redis connects in the background; readiness turns 200 once it answers.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let body = loop {
-        let (status, body, _) = send(s.client.get(s.url("/api/ready"))).await;
-        if status == 200 {
-            break body;
-        }
-        assert!(std::time::Instant::now() < deadline, "never ready: {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    s.wait_ready().await;
+    let (status, body, _) = send(s.client.get(s.url("/api/ready"))).await;
+    assert_eq!(status, 200, "{body}");
     let data = &body["data"];
     assert_eq!(data["status"], "ready");
     for check in ["db", "redis", "migrations"] {

@@ -15,6 +15,29 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+/// Looks with `check` until it answers `Ok`, for at most `limit`, and returns that answer.
+/// An `Err` carries what was seen, for the failure message, which names `what`. The looks come
+/// 20 ms apart at first, then further apart, at most 200 ms.
+pub async fn eventually<T, Seen: std::fmt::Display>(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, Seen>,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match check().await {
+            Ok(done) => return done,
+            Err(seen) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {limit:?}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
 /// The binary under test.
 pub fn binary() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
@@ -257,15 +280,11 @@ impl Server {
 
     /// Waits (at most 10 s) until `/api/ready` answers 200, e.g. for Redis to connect.
     pub async fn wait_ready(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually("ready", Duration::from_secs(10), async || {
             let (status, body, _) = send(self.anon.get(self.url("/api/ready"))).await;
-            if status == 200 {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "never ready: {body}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            if status == 200 { Ok(()) } else { Err(body) }
+        })
+        .await;
     }
 
     /// A gRPC channel sending `token` as its bearer.

@@ -7,7 +7,7 @@ use tonic::Code;
 use uuid::Uuid;
 
 use super::{assert_error, call, create_key, create_tenant, user_token};
-use crate::support::{Db, Server, client_with};
+use crate::support::{Db, Server, client_with, eventually};
 
 /// The ids in a list answer's `data`.
 fn ids(body: &Value) -> Vec<&str> {
@@ -288,14 +288,15 @@ async fn a_tenant_admin_cannot_reap_another_tenants_jobs() {
         .as_str()
         .and_then(|at| at.parse().ok())
         .expect("a lease expiry");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while chrono::Utc::now() <= expires {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lease never ran out"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(
+        "the lease ran out",
+        std::time::Duration::from_secs(10),
+        async || {
+            let now = chrono::Utc::now();
+            if now > expires { Ok(()) } else { Err(now) }
+        },
+    )
+    .await;
 
     let r = call(acme.post(s.url("/api/queue/maintenance/requeue-expired"))).await;
     let own_tenant_only =
